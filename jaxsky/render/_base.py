@@ -1,0 +1,183 @@
+"""The base class of every surface-brightness profile: a JAX pytree with GalSim's transforms.
+
+Conventions follow GalSim (Rowe et al. 2015, Astron. Comput. 10, 121): positions in arcsec,
+wave-numbers in 1/arcsec, Fourier transforms ``F(k) = int I(x) exp(-i k.x) d^2x`` so that
+``F(0)`` is the total flux.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsky.render._checks import check_finite, check_range, is_concrete
+
+__all__ = ["GSObject"]
+
+
+class GSObject:
+    """A differentiable light profile.
+
+    Subclasses list their array leaves in ``_leaves`` (differentiable, may be batched) and
+    their static configuration in ``_static`` (hashable, part of the compiled program).
+    Objects are immutable; every transform returns a new object.
+    """
+
+    _leaves: tuple[str, ...] = ()
+    _static: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_with_keys(
+            cls, cls._tree_flatten_with_keys, cls._tree_unflatten, cls._tree_flatten
+        )
+
+    # ----------------------------------------------------------------- pytree plumbing
+    def _tree_flatten(self):
+        return tuple(getattr(self, f) for f in self._leaves), tuple(
+            getattr(self, f) for f in self._static
+        )
+
+    def _tree_flatten_with_keys(self):
+        children = tuple(
+            (jax.tree_util.GetAttrKey(f), getattr(self, f)) for f in self._leaves
+        )
+        return children, tuple(getattr(self, f) for f in self._static)
+
+    @classmethod
+    def _tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        for f, v in zip(cls._leaves, children):
+            object.__setattr__(obj, f, v)
+        for f, v in zip(cls._static, aux):
+            object.__setattr__(obj, f, v)
+        return obj
+
+    @classmethod
+    def _from_fields(cls, **fields):
+        obj = object.__new__(cls)
+        for f in cls._leaves + cls._static:
+            object.__setattr__(obj, f, fields[f])
+        return obj
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable; use its transform methods")
+
+    def __repr__(self):
+        parts = [f"{f}={getattr(self, f)!r}" for f in self._leaves + self._static]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # ----------------------------------------------------------------- interface
+    @property
+    def flux(self):
+        raise NotImplementedError
+
+    def kvalue(self, kx, ky):
+        """Complex Fourier transform at wave-numbers ``kx, ky`` (1/arcsec, broadcastable)."""
+        raise NotImplementedError
+
+    def _maxk_np(self, threshold: float):
+        """Concrete estimate of the wave-number beyond which ``|F(k)| / flux < threshold``."""
+        raise NotImplementedError
+
+    def _radius_np(self, threshold: float):
+        """Concrete estimate of the radius (arcsec) outside which the light is negligible."""
+        raise NotImplementedError
+
+    @property
+    def _has_psf_like_cutoff(self) -> bool:
+        """True when the transform decays exponentially (Gaussian, Moffat) so k-space is compact."""
+        return False
+
+    # ----------------------------------------------------------------- transforms
+    def transform(self, dudx, dudy, dvdx, dvdy):
+        """General linear distortion with Jacobian ``[[dudx, dudy], [dvdx, dvdy]]`` (flux kept)."""
+        return _transformed(self, jac=matrix2(dudx, dudy, dvdx, dvdy))
+
+    def shear(self, g1=0.0, g2=0.0):
+        """Apply a reduced shear ``(g1, g2)``; area- and flux-preserving (GalSim convention)."""
+        check_range("|g|", _abs_g(g1, g2), 0.0, 1.0, hi_open=True)
+        return _transformed(self, jac=shear_matrix(g1, g2))
+
+    def dilate(self, scale):
+        """Scale linear size by ``scale`` keeping the flux."""
+        check_range("scale", scale, 0.0, None, lo_open=True)
+        s = jnp.asarray(scale, dtype=float)
+        return _transformed(self, jac=matrix2(s, 0.0 * s, 0.0 * s, s))
+
+    def expand(self, scale):
+        """Scale linear size by ``scale`` keeping the surface brightness (flux * scale^2)."""
+        return self.dilate(scale) * (jnp.asarray(scale, dtype=float) ** 2)
+
+    def rotate(self, theta):
+        """Rotate counter-clockwise by ``theta`` (radians, or a ``galsim.Angle``)."""
+        theta = getattr(theta, "rad", theta)
+        check_finite("theta", theta)
+        c, s = jnp.cos(theta), jnp.sin(theta)
+        return _transformed(self, jac=matrix2(c, -s, s, c))
+
+    def shift(self, dx, dy=None):
+        """Move the centre by ``(dx, dy)`` arcsec. Accepts a 2-tuple or ``galsim.PositionD``."""
+        if dy is None:
+            dx, dy = (dx.x, dx.y) if hasattr(dx, "x") else dx
+        check_finite("dx", dx)
+        check_finite("dy", dy)
+        dx, dy = jnp.broadcast_arrays(jnp.asarray(dx, float), jnp.asarray(dy, float))
+        return _transformed(self, offset=jnp.stack([dx, dy], axis=-1))
+
+    def withFlux(self, flux):  # noqa: N802  (GalSim's spelling)
+        """Same profile with total flux ``flux``."""
+        check_finite("flux", flux)
+        return self * (jnp.asarray(flux, dtype=float) / self.flux)
+
+    def withScaledFlux(self, ratio):  # noqa: N802
+        return self * ratio
+
+    def __mul__(self, ratio):
+        if isinstance(ratio, GSObject):
+            raise TypeError("use jaxsky.Convolve to convolve profiles; '*' scales the flux")
+        check_finite("flux ratio", ratio)
+        return _transformed(self, flux_ratio=jnp.asarray(ratio, dtype=float))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, ratio):
+        return self * (1.0 / jnp.asarray(ratio, dtype=float))
+
+    def __add__(self, other):
+        from jaxsky.render.compound import Add
+
+        return Add([self, other])
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __sub__(self, other):
+        return self + (-other)
+
+
+def _abs_g(g1, g2):
+    if is_concrete(g1) and is_concrete(g2):
+        return np.hypot(np.asarray(g1, float), np.asarray(g2, float))
+    return jnp.hypot(g1, g2)
+
+
+def shear_matrix(g1, g2):
+    """Unit-determinant shear matrix A = (1-|g|^2)^(-1/2) [[1+g1, g2], [g2, 1-g1]] (GalSim)."""
+    g1 = jnp.asarray(g1, dtype=float)
+    g2 = jnp.asarray(g2, dtype=float)
+    norm = jax.lax.rsqrt(1.0 - g1 * g1 - g2 * g2)
+    return matrix2(norm * (1.0 + g1), norm * g2, norm * g2, norm * (1.0 - g1))
+
+
+def matrix2(a, b, c, d):
+    """Stack ``[[a, b], [c, d]]`` into shape (..., 2, 2), broadcasting batch dimensions."""
+    a, b, c, d = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=float) for v in (a, b, c, d)))
+    return jnp.stack([jnp.stack([a, b], -1), jnp.stack([c, d], -1)], -2)
+
+
+def _transformed(obj, *, jac=None, offset=None, flux_ratio=None):
+    from jaxsky.render.transform import Transformation
+
+    return Transformation.compose(obj, jac=jac, offset=offset, flux_ratio=flux_ratio)

@@ -1,0 +1,293 @@
+"""Radial light profiles: Gaussian, Exponential, Sersic, DeVaucouleurs, Moffat.
+
+Each is parameterised as in GalSim and stores one canonical size; the other size
+definitions are derived (and differentiable). Fourier transforms are normalised to the
+total flux (``kvalue(0, 0) == flux``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special as sps
+from jax.scipy.special import gammainc, gammaln
+
+from jaxsky.render import _tables
+from jaxsky.render._base import GSObject
+from jaxsky.render._checks import check_positive, check_range, is_concrete
+
+__all__ = [
+    "Gaussian",
+    "Exponential",
+    "Sersic",
+    "DeVaucouleurs",
+    "Moffat",
+    "sersic_b",
+    "SERSIC_N_RANGE",
+    "MOFFAT_BETA_RANGE",
+]
+
+SERSIC_N_RANGE = (0.3, 6.2)  # GalSim's documented range for Sersic n
+MOFFAT_BETA_RANGE = (1.1, 10.0)  # GalSim needs beta > 1.1 without truncation
+_EXP_B1 = 1.6783469900166605  # b_1: hlr / scale radius of an exponential disk
+_SQRT_2LN2 = math.sqrt(2.0 * math.log(2.0))
+
+
+def _f(x):
+    return jnp.asarray(x, dtype=float)
+
+
+def _one_size(cls, **sizes):
+    given = {k: v for k, v in sizes.items() if v is not None}
+    if len(given) != 1:
+        names = " | ".join(sizes)
+        raise TypeError(f"{cls}: give exactly one of {names} (got {sorted(given) or 'none'})")
+    ((name, value),) = given.items()
+    check_positive(name, value)
+    return name, _f(value)
+
+
+def _ksq(kx, ky):
+    return kx * kx + ky * ky
+
+
+def _log_k(ksq):
+    """ln|k| and a mask for k = 0, safe for gradients (double-where)."""
+    pos = ksq > 0
+    return 0.5 * jnp.log(jnp.where(pos, ksq, 1.0)), pos
+
+
+class _Radial(GSObject):
+    @property
+    def flux(self):
+        return self._flux
+
+
+# --------------------------------------------------------------------------- Gaussian
+class Gaussian(_Radial):
+    """I(r) ∝ exp(-r^2 / 2 sigma^2).  F(k) = flux exp(-k^2 sigma^2 / 2)."""
+
+    _leaves = ("sigma", "_flux")
+
+    def __init__(self, sigma=None, fwhm=None, half_light_radius=None, flux=1.0):
+        name, v = _one_size("Gaussian", sigma=sigma, fwhm=fwhm, half_light_radius=half_light_radius)
+        check_range("flux", flux)
+        scale = {"sigma": 1.0, "fwhm": 0.5 / _SQRT_2LN2, "half_light_radius": 1.0 / _SQRT_2LN2}
+        object.__setattr__(self, "sigma", v * scale[name])
+        object.__setattr__(self, "_flux", _f(flux))
+
+    @property
+    def fwhm(self):
+        return 2.0 * _SQRT_2LN2 * self.sigma
+
+    @property
+    def half_light_radius(self):
+        return _SQRT_2LN2 * self.sigma
+
+    def kvalue(self, kx, ky):
+        return self._flux * jnp.exp(-0.5 * _ksq(kx, ky) * self.sigma**2)
+
+    def _maxk_np(self, threshold):
+        return math.sqrt(-2.0 * math.log(threshold)) / np.asarray(self.sigma, float)
+
+    def _radius_np(self, threshold):
+        return math.sqrt(-2.0 * math.log(threshold)) * np.asarray(self.sigma, float)
+
+    @property
+    def _has_psf_like_cutoff(self):
+        return True
+
+
+# --------------------------------------------------------------------------- Exponential
+class Exponential(_Radial):
+    """I(r) ∝ exp(-r / r0).  F(k) = flux (1 + k^2 r0^2)^(-3/2)."""
+
+    _leaves = ("scale_radius", "_flux")
+
+    def __init__(self, scale_radius=None, half_light_radius=None, flux=1.0):
+        name, v = _one_size(
+            "Exponential", scale_radius=scale_radius, half_light_radius=half_light_radius
+        )
+        check_range("flux", flux)
+        object.__setattr__(self, "scale_radius", v if name == "scale_radius" else v / _EXP_B1)
+        object.__setattr__(self, "_flux", _f(flux))
+
+    @property
+    def half_light_radius(self):
+        return _EXP_B1 * self.scale_radius
+
+    def kvalue(self, kx, ky):
+        x = 1.0 + _ksq(kx, ky) * self.scale_radius**2
+        return self._flux * x ** (-1.5)
+
+    def _maxk_np(self, threshold):
+        return math.sqrt(threshold ** (-2.0 / 3.0) - 1.0) / np.asarray(self.scale_radius, float)
+
+    def _radius_np(self, threshold):
+        # Enclosed flux of an exponential disk is P(2, r / r0).
+        return sps.gammaincinv(2.0, 1.0 - threshold) * np.asarray(self.scale_radius, float)
+
+
+# --------------------------------------------------------------------------- Sersic
+def _sersic_b_newton(n):
+    a = 2.0 * n
+    # Ciotti & Bertin (1999) asymptotic start, then Newton on P(2n, b) = 1/2.
+    b = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n) + 46.0 / (25515.0 * n * n)
+    b = jnp.maximum(b, 0.1)
+    for _ in range(8):
+        dp = jnp.exp((a - 1.0) * jnp.log(b) - b - gammaln(a))
+        b = jnp.maximum(b - (gammainc(a, b) - 0.5) / dp, 0.5 * b)
+    return b
+
+
+@jax.custom_jvp
+def sersic_b(n):
+    """b_n with P(2n, b_n) = 1/2 (P: regularised lower incomplete gamma), so r_e is the hlr."""
+    return _sersic_b_newton(n)
+
+
+@sersic_b.defjvp
+def _sersic_b_jvp(primals, tangents):
+    (n,), (dn,) = primals, tangents
+    b = _sersic_b_newton(n)
+    a = 2.0 * n
+    # Implicit function theorem on P(a, b) = 1/2 with a = 2n.
+    dp_db = jnp.exp((a - 1.0) * jnp.log(b) - b - gammaln(a))
+    dp_da = jax.grad(gammainc, argnums=0)(a, b) if jnp.ndim(n) == 0 else _vgrad_a(a, b)
+    return b, -2.0 * dp_da / dp_db * dn
+
+
+_vgrad_a = jnp.vectorize(jax.grad(gammainc, argnums=0))
+
+
+def _check_n(n):
+    check_range("n", n, *SERSIC_N_RANGE)
+
+
+class Sersic(_Radial):
+    """I(r) ∝ exp(-b_n (r / r_e)^(1/n)), r_e the half-light radius, n continuous in [0.3, 6.2].
+
+    The Fourier transform comes from a precomputed table over (n, ln k r_e) with exact
+    derivatives (bicubic Hermite), so it is differentiable in n, r_e and flux.
+    """
+
+    _leaves = ("n", "half_light_radius", "_flux")
+
+    def __init__(self, n, half_light_radius=None, scale_radius=None, flux=1.0):
+        _check_n(n)
+        name, v = _one_size(
+            "Sersic", half_light_radius=half_light_radius, scale_radius=scale_radius
+        )
+        check_range("flux", flux)
+        n = _f(n)
+        if name == "scale_radius":  # r_e = r0 b_n^n
+            v = v * sersic_b(n) ** n
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "half_light_radius", v)
+        object.__setattr__(self, "_flux", _f(flux))
+
+    @property
+    def scale_radius(self):
+        return self.half_light_radius / sersic_b(self.n) ** self.n
+
+    def kvalue(self, kx, ky):
+        tab = _tables.load_table("sersic", jnp.result_type(float).name)
+        f, fu = _tables.slice_p(tab, self.n)
+        logk, pos = _log_k(_ksq(kx, ky))
+        u = logk + jnp.log(self.half_light_radius)
+        # Beyond the table the cusp gives F ~ k^-(2 + 1/n) (the leading asymptotic term).
+        val = _tables.eval_u(tab, f, fu, u, high_slope=-(2.0 + 1.0 / self.n))
+        return self._flux * jnp.where(pos, val, 1.0)
+
+    def _maxk_np(self, threshold):
+        n = np.asarray(self.n, float)
+        return _table_maxk("sersic", n, threshold, tail=lambda: 2.0 + 1.0 / n) / np.asarray(
+            self.half_light_radius, float
+        )
+
+    def _radius_np(self, threshold):
+        n = np.asarray(self.n, float)
+        b = sps.gammaincinv(2.0 * n, 0.5)
+        x = sps.gammaincinv(2.0 * n, 1.0 - threshold)
+        return np.asarray(self.half_light_radius, float) * (x / b) ** n
+
+
+def DeVaucouleurs(half_light_radius=None, scale_radius=None, flux=1.0):  # noqa: N802
+    """Sersic profile with n = 4 (as GalSim's ``DeVaucouleurs``)."""
+    return Sersic(4.0, half_light_radius=half_light_radius, scale_radius=scale_radius, flux=flux)
+
+
+# --------------------------------------------------------------------------- Moffat
+class Moffat(_Radial):
+    """I(r) ∝ (1 + (r / r_d)^2)^(-beta), untruncated, beta continuous in (1.1, 10].
+
+    F(k) = flux x^nu K_nu(x) / (2^(nu-1) Gamma(nu)) with nu = beta - 1, x = k r_d, taken from a
+    precomputed table over (beta, ln x) with exact derivatives, so it is differentiable in beta.
+    """
+
+    _leaves = ("beta", "scale_radius", "_flux")
+
+    def __init__(self, beta, scale_radius=None, fwhm=None, half_light_radius=None, flux=1.0):
+        check_range("beta", beta, *MOFFAT_BETA_RANGE, lo_open=True)
+        name, v = _one_size(
+            "Moffat", scale_radius=scale_radius, fwhm=fwhm, half_light_radius=half_light_radius
+        )
+        check_range("flux", flux)
+        beta = _f(beta)
+        if name == "fwhm":  # fwhm = 2 r_d sqrt(2^(1/beta) - 1)
+            v = v / (2.0 * jnp.sqrt(2.0 ** (1.0 / beta) - 1.0))
+        elif name == "half_light_radius":  # hlr = r_d sqrt(2^(1/(beta-1)) - 1)
+            v = v / jnp.sqrt(2.0 ** (1.0 / (beta - 1.0)) - 1.0)
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "scale_radius", v)
+        object.__setattr__(self, "_flux", _f(flux))
+
+    @property
+    def fwhm(self):
+        return 2.0 * self.scale_radius * jnp.sqrt(2.0 ** (1.0 / self.beta) - 1.0)
+
+    @property
+    def half_light_radius(self):
+        return self.scale_radius * jnp.sqrt(2.0 ** (1.0 / (self.beta - 1.0)) - 1.0)
+
+    def kvalue(self, kx, ky):
+        tab = _tables.load_table("moffat", jnp.result_type(float).name)
+        f, fu = _tables.slice_p(tab, self.beta)
+        logk, pos = _log_k(_ksq(kx, ky))
+        val = _tables.eval_u(tab, f, fu, logk + jnp.log(self.scale_radius), high_slope=None)
+        return self._flux * jnp.where(pos, val, 1.0)
+
+    def _maxk_np(self, threshold):
+        beta = np.asarray(self.beta, float)
+        return _table_maxk("moffat", beta, threshold) / np.asarray(self.scale_radius, float)
+
+    def _radius_np(self, threshold):
+        # Enclosed flux: 1 - (1 + R^2/r_d^2)^(1 - beta).
+        beta = np.asarray(self.beta, float)
+        return np.asarray(self.scale_radius, float) * np.sqrt(threshold ** (1.0 / (1.0 - beta)) - 1.0)
+
+    @property
+    def _has_psf_like_cutoff(self):
+        return True
+
+
+def _table_maxk(name, p, threshold, tail=None):
+    """k r (in units of the table's radius) beyond which |F| < threshold, for each p."""
+    z = _tables.table_numpy(name)
+    pn, u, F = z["p"], z["u"], z["F"]
+    p = np.atleast_1d(np.asarray(p, float))
+    rows = np.stack([np.interp(p, pn, F[:, j]) for j in range(len(u))], axis=-1)
+    above = np.abs(rows) >= threshold
+    # last grid index where |F| is still above the threshold
+    last = len(u) - 1 - np.argmax(above[:, ::-1], axis=-1)
+    u_max = u[last]
+    if tail is not None:
+        t = np.broadcast_to(np.atleast_1d(tail()), p.shape)
+        at_end = above[:, -1]
+        extra = np.log(np.maximum(np.abs(rows[:, -1]), threshold) / threshold) / t
+        u_max = np.where(at_end, u[-1] + extra, u_max)
+    out = np.exp(u_max + (u[1] - u[0]))
+    return out if out.size > 1 else out.reshape(np.shape(np.asarray(p))[:-1] or ())[()]

@@ -59,30 +59,65 @@ def random_case(rng: np.random.Generator, setup: Setup, *, n_range=(0.5, 6.0), g
     return Convolve([gal, psf_obj]), p
 
 
-def compare_with_galsim(obj, nx: int, ny: int, scale: float, method: str = "auto", gsparams=None):
-    """(max |jaxsky - GalSim| / peak, |delta flux| / flux, jaxsky image, GalSim image)."""
-    import jaxsky
+class ReferenceTooExpensive(RuntimeError):
+    """GalSim would need an FFT larger than allowed to draw the reference."""
+
+
+def galsim_reference(obj, nx, ny, scale, method="auto", gsparams=None, max_fft_size=None):
+    """GalSim's image of ``obj`` at the tight reference accuracy.
+
+    With ``max_fft_size``, raises :class:`ReferenceTooExpensive` instead of letting GalSim
+    run a larger FFT (n = 6 galaxies with hlr > 1" can need 10^4 x 10^4).
+    """
+    import warnings
+
+    import galsim
+
     from jaxsky.interop import TIGHT_GSPARAMS, to_galsim
 
+    gsp = gsparams or TIGHT_GSPARAMS
+    if max_fft_size is not None:
+        gsp = gsp.withParams(maximum_fft_size=max_fft_size)
+    gobj = to_galsim(obj, gsp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", galsim.errors.GalSimFFTSizeWarning)
+        try:
+            return gobj.drawImage(nx=nx, ny=ny, scale=scale, method=method).array
+        except (galsim.errors.GalSimFFTSizeError, galsim.errors.GalSimFFTSizeWarning) as err:
+            raise ReferenceTooExpensive(str(err).splitlines()[0]) from err
+
+
+def compare_with_galsim(obj, nx: int, ny: int, scale: float, method: str = "auto", gsparams=None,
+                        max_fft_size=None):
+    """(max |jaxsky - GalSim| / peak, |delta flux| / flux, jaxsky image, GalSim image)."""
+    import jaxsky
+
+    ref = galsim_reference(obj, nx, ny, scale, method, gsparams, max_fft_size)
     img = np.asarray(jaxsky.draw(obj, nx=nx, ny=ny, scale=scale, method=method))
-    ref = to_galsim(obj, gsparams or TIGHT_GSPARAMS).drawImage(
-        nx=nx, ny=ny, scale=scale, method=method
-    ).array
     err = float(np.abs(img - ref).max() / np.abs(ref).max())
     dflux = float(abs(img.sum() / ref.sum() - 1.0))
     return err, dflux, img, ref
 
 
-def accuracy_sweep(setup: Setup, n_galaxies: int, seed: int, progress=None):
-    """Errors of ``n_galaxies`` random galaxies of ``setup`` against tight GalSim."""
+def accuracy_sweep(setup: Setup, n_galaxies: int, seed: int, progress=None, max_fft_size=None):
+    """Errors of ``n_galaxies`` random galaxies of ``setup`` against tight GalSim.
+
+    Returns (errors, flux errors, parameters, number skipped because the GalSim reference
+    needed an FFT above ``max_fft_size``); skipped galaxies are replaced by new draws.
+    """
     rng = np.random.default_rng(seed)
-    errs, dflux, params = [], [], []
-    for _ in range(n_galaxies):
+    errs, dflux, params, skipped = [], [], [], 0
+    while len(errs) < n_galaxies:
         obj, p = random_case(rng, setup)
-        e, d, _, _ = compare_with_galsim(obj, setup.nx, setup.nx, setup.scale)
+        try:
+            e, d, _, _ = compare_with_galsim(obj, setup.nx, setup.nx, setup.scale,
+                                             max_fft_size=max_fft_size)
+        except ReferenceTooExpensive:
+            skipped += 1
+            continue
         errs.append(e)
         dflux.append(d)
         params.append(p)
         if progress is not None:
             progress()
-    return np.array(errs), np.array(dflux), params
+    return np.array(errs), np.array(dflux), params, skipped

@@ -69,7 +69,7 @@ def test_plan_mismatch():
 
 def test_checked_mode_under_jit_and_vmap():
     """Traced values skip eager checks; jaxsky.checked turns them into checkify errors."""
-    plan = jaxsky.make_plan(jaxsky.Sersic(2.0, half_light_radius=0.5), 16, 16, 0.2)
+    plan = jaxsky.DrawPlan(16, 16, 0.2, n_fft=32, k_fold=2)
 
     def render(n, hlr, g1):
         obj = jaxsky.Sersic(n, half_light_radius=hlr).shear(g1=g1, g2=0.0)

@@ -26,8 +26,10 @@ Inserting the Mellin-Barnes integral of ``J0`` (Mellin transform
 over ``t`` (Euler's Gamma integral) gives
 
     F(k) = (2 pi i)**-1 int_{c - i inf}^{c + i inf} M(s) (k/b**n)**(-s)
-           Gamma(2n - n s) / Gamma(2n) ds,          0 < c < 2.
+           Gamma(2n - n s) / Gamma(2n) ds,          0 < c < 3/2
 
+(by analytic continuation any ``0 < c < 2 + 1/n`` gives the same value, as the
+zero of ``1/Gamma(1 - s/2)`` at ``s = 2`` cancels the pole of ``Gamma(2n - ns)``).
 Moving the contour to ``-2 < c < 0`` picks up the residue 1 of the pole of
 ``Gamma(s/2)`` at ``s = 0``, so ``F = 1 + (line integral)`` there.  On
 ``s = c + i tau`` the integrand decays like ``exp(-pi n |tau| / 2)`` and is
@@ -44,9 +46,10 @@ differentiation ``db/dn = -2 dP/da / dP/dx`` with ``dP/dx = x**(a-1) e**-x /
 Gamma(a)`` and ``dP/da`` from mpmath at 40 digits.
 
 Moffat: with ``nu = beta - 1``, ``x = k r_d``,
-``F = x**nu K_nu(x) / (2**(nu-1) Gamma(nu))`` (DLMF 10.32.11 integrated over the
-2-D plane) and ``dF/du = -x**(nu+1) K_{nu-1}(x) / (2**(nu-1) Gamma(nu))`` (DLMF
-10.29.4).  ``F`` and ``F_u`` use ``scipy.special.kv``.  The order derivative
+``F = x**nu K_nu(x) / (2**(nu-1) Gamma(nu))`` (Hankel transform from Gradshteyn &
+Ryzhik 6.565.4 with flux ``pi r_d**2 / (beta - 1)``) and
+``dF/du = -x**(nu+1) K_{nu-1}(x) / (2**(nu-1) Gamma(nu))`` (DLMF 10.29.4).
+``F`` and ``F_u`` use ``scipy.special.kv``.  The order derivative
 ``dK_mu/dmu = int_0^inf t sinh(mu t) exp(-x cosh t) dt`` (from DLMF 10.32.9) is
 evaluated with the trapezoid rule (integrand analytic and double-exponentially
 decaying, so the rule converges exponentially), with all factors combined in
@@ -88,6 +91,35 @@ MOFFAT_T_MAX = 20.0  # x cosh(t) > 1e4 at t = 20 for x >= e^-10
 def uniform_nodes(x0: float, dx: float, num: int) -> np.ndarray:
     """Return ``x0 + dx * arange(num)`` rounded to 12 decimals (exact decimal nodes)."""
     return np.round(x0 + dx * np.arange(num), 12)
+
+
+def midcell_interp_error(arrays: dict, fn, core: tuple[float, float]) -> dict:
+    """Max error of bicubic Hermite interpolation at all cell midpoints.
+
+    At ``s = t = 1/2`` the cubic Hermite weights are ``1/2, 1/2`` for the end
+    values and ``+h/8, -h/8`` for the end slopes, so the tensor-product value
+    is a fixed stencil of the four corners.  ``fn(p, u)`` must return the
+    directly computed ``(F, ...)``.  ``core`` is a ``p`` range reported separately.
+    """
+    p, u = arrays["p"], arrays["u"]
+    hp, hu = p[1] - p[0], u[1] - u[0]
+    wv, wd = (0.5, 0.5), (hp / 8, -hp / 8)
+    wu_v, wu_d = (0.5, 0.5), (hu / 8, -hu / 8)
+    interp = np.zeros((p.size - 1, u.size - 1))
+    for a in (0, 1):
+        for c in (0, 1):
+            sl = (slice(a, p.size - 1 + a), slice(c, u.size - 1 + c))
+            interp += wv[a] * wu_v[c] * arrays["F"][sl] + wd[a] * wu_v[c] * arrays["F_p"][sl]
+            interp += wv[a] * wu_d[c] * arrays["F_u"][sl] + wd[a] * wu_d[c] * arrays["F_pu"][sl]
+    pm, um = 0.5 * (p[1:] + p[:-1]), 0.5 * (u[1:] + u[:-1])
+    err = np.abs(interp - np.stack([fn(q, um)[0] for q in pm]))
+    in_core = (pm >= core[0]) & (pm <= core[1])
+    return {
+        "bicubic_hermite_midcell_max_abs_err": float(err.max()),
+        f"bicubic_hermite_midcell_max_abs_err_p_in_[{core[0]},{core[1]}]": float(
+            err[in_core].max()
+        ),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -268,6 +300,8 @@ def build_sersic(grid: dict, h: float = SERSIC_TAU_STEP, verbose: bool = True):
         )
     acc["max_abs_change_when_halving_tau_step [F,F_u,F_p,F_pu]"] = [float(x) for x in halving]
     acc["b_max_rel_err_vs_mpmath"] = float(np.max(np.abs(b / sersic_b_mpmath(p) - 1.0)))
+    arrays = {"p": p, "u": u, "F": f, "F_u": f_u, "F_p": f_p, "F_pu": f_pu, "b": b, "b_p": b_p}
+    acc.update(midcell_interp_error(arrays, lambda n, uu: sersic_ft(n, uu, h), (0.5, 6.2)))
     if verbose:
         print(f"sersic: table {shape} in {t_main:.1f} s; checks done at {time.time() - t0:.1f} s")
         print(json.dumps(acc, indent=1))
@@ -307,7 +341,6 @@ def build_sersic(grid: dict, h: float = SERSIC_TAU_STEP, verbose: bool = True):
         "accuracy": acc,
         "seconds": round(time.time() - t0, 1),
     }
-    arrays = {"p": p, "u": u, "F": f, "F_u": f_u, "F_p": f_p, "F_pu": f_pu, "b": b, "b_p": b_p}
     return arrays, meta
 
 
@@ -406,6 +439,8 @@ def build_moffat(grid: dict, h: float = MOFFAT_T_STEP, verbose: bool = True):
         step = np.maximum(step, [np.abs(fb2 - f_p[i]).max(), np.abs(fbu2 - f_pu[i]).max()])
     acc["max_abs_diff_F_kv_vs_cosh_integral"] = kv_diff
     acc["max_abs_change_when_doubling_t_step [F_p,F_pu]"] = [float(v) for v in step]
+    arrays = {"p": p, "u": u, "F": f, "F_u": f_u, "F_p": f_p, "F_pu": f_pu}
+    acc.update(midcell_interp_error(arrays, lambda bb, uu: moffat_ft(bb, uu, h), (1.5, 10.0)))
     if verbose:
         print(f"moffat: table {shape} in {t_main:.1f} s; checks done at {time.time() - t0:.1f} s")
         print(json.dumps(acc, indent=1))
@@ -434,7 +469,6 @@ def build_moffat(grid: dict, h: float = MOFFAT_T_STEP, verbose: bool = True):
         "accuracy": acc,
         "seconds": round(time.time() - t0, 1),
     }
-    arrays = {"p": p, "u": u, "F": f, "F_u": f_u, "F_p": f_p, "F_pu": f_pu}
     return arrays, meta
 
 

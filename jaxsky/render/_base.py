@@ -81,8 +81,15 @@ class GSObject:
         """Concrete estimate of the wave-number beyond which ``|F(k)| / flux < threshold``."""
         raise NotImplementedError
 
-    def _radius_np(self, threshold: float):
-        """Concrete estimate of the radius (arcsec) outside which the light is negligible."""
+    def _sb_np(self, r, bound=True):
+        """Concrete surface brightness (flux / arcsec^2) at radius ``r`` (numpy, for planning).
+
+        ``bound=True``: an upper bound over directions (for aliasing); ``False``: circularised.
+        """
+        raise NotImplementedError
+
+    def _enclosed_np(self, r):
+        """Concrete fraction of the flux within radius ``r`` (numpy, for planning)."""
         raise NotImplementedError
 
     @property
@@ -92,7 +99,10 @@ class GSObject:
 
     # ----------------------------------------------------------------- transforms
     def transform(self, dudx, dudy, dvdx, dvdy):
-        """General linear distortion with Jacobian ``[[dudx, dudy], [dvdx, dvdy]]`` (flux kept)."""
+        """Linear distortion with Jacobian ``[[dudx, dudy], [dvdx, dvdy]]``.
+
+        As in GalSim, the surface brightness is kept, so the flux scales by ``|det J|``.
+        """
         return _transformed(self, jac=matrix2(dudx, dudy, dvdx, dvdy))
 
     def shear(self, g1=0.0, g2=0.0):
@@ -104,11 +114,13 @@ class GSObject:
         """Scale linear size by ``scale`` keeping the flux."""
         check_range("scale", scale, 0.0, None, lo_open=True)
         s = jnp.asarray(scale, dtype=float)
-        return _transformed(self, jac=matrix2(s, 0.0 * s, 0.0 * s, s))
+        return _transformed(self, jac=matrix2(s, 0.0 * s, 0.0 * s, s), flux_ratio=1.0 / (s * s))
 
     def expand(self, scale):
         """Scale linear size by ``scale`` keeping the surface brightness (flux * scale^2)."""
-        return self.dilate(scale) * (jnp.asarray(scale, dtype=float) ** 2)
+        check_range("scale", scale, 0.0, None, lo_open=True)
+        s = jnp.asarray(scale, dtype=float)
+        return _transformed(self, jac=matrix2(s, 0.0 * s, 0.0 * s, s))
 
     def rotate(self, theta):
         """Rotate counter-clockwise by ``theta`` (radians, or a ``galsim.Angle``)."""

@@ -55,8 +55,8 @@ def is_concrete(x) -> bool:
 
 
 def _describe(lo, hi, lo_open, hi_open) -> str:
-    left = "(" if lo_open else "["
-    right = ")" if hi_open else "]"
+    left = "(" if (lo_open or lo is None) else "["
+    right = ")" if (hi_open or hi is None) else "]"
     lo_s = "-inf" if lo is None else f"{lo:g}"
     hi_s = "inf" if hi is None else f"{hi:g}"
     return f"{left}{lo_s}, {hi_s}{right}"
@@ -85,7 +85,7 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     if hi is not None:
         bad |= (arr >= hi) if hi_open else (arr > hi)
     if np.any(bad):
-        first = arr[bad].flat[0] if arr.ndim else float(arr)
+        first = float(arr[bad].flat[0]) if arr.ndim else float(arr)
         raise ValueError(
             f"{name}={first!r} is outside the allowed range {_describe(lo, hi, lo_open, hi_open)}"
         )

@@ -31,10 +31,10 @@ class FTTable(NamedTuple):
     u0: float
     du: float
     n_u: int
-    F: jnp.ndarray
-    F_u: jnp.ndarray
-    F_p: jnp.ndarray
-    F_pu: jnp.ndarray
+    F: np.ndarray  # numpy (cached across traces); turned into constants where used
+    F_u: np.ndarray
+    F_p: np.ndarray
+    F_pu: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,10 +69,10 @@ def load_table(name: str, dtype: str) -> FTTable:
         u0=float(u[0]),
         du=float(u[1] - u[0]),
         n_u=len(u),
-        F=jnp.asarray(z["F"], dtype=dtype),
-        F_u=jnp.asarray(z["F_u"], dtype=dtype),
-        F_p=jnp.asarray(z["F_p"], dtype=dtype),
-        F_pu=jnp.asarray(z["F_pu"], dtype=dtype),
+        F=np.asarray(z["F"], dtype=dtype),
+        F_u=np.asarray(z["F_u"], dtype=dtype),
+        F_p=np.asarray(z["F_p"], dtype=dtype),
+        F_pu=np.asarray(z["F_pu"], dtype=dtype),
     )
 
 
@@ -88,12 +88,13 @@ def slice_p(tab: FTTable, p):
     i = jnp.clip(jnp.floor(x), 0, tab.n_p - 2).astype(jnp.int32)
     t = x - i
     h00, h10, h01, h11 = _hermite_weights(t)
-    f = h00 * tab.F[i] + h10 * tab.dp * tab.F_p[i] + h01 * tab.F[i + 1] + h11 * tab.dp * tab.F_p[i + 1]
+    F, F_u, F_p, F_pu = (jnp.asarray(a) for a in (tab.F, tab.F_u, tab.F_p, tab.F_pu))
+    f = h00 * F[i] + h10 * tab.dp * F_p[i] + h01 * F[i + 1] + h11 * tab.dp * F_p[i + 1]
     fu = (
-        h00 * tab.F_u[i]
-        + h10 * tab.dp * tab.F_pu[i]
-        + h01 * tab.F_u[i + 1]
-        + h11 * tab.dp * tab.F_pu[i + 1]
+        h00 * F_u[i]
+        + h10 * tab.dp * F_pu[i]
+        + h01 * F_u[i + 1]
+        + h11 * tab.dp * F_pu[i + 1]
     )
     return f, fu
 

@@ -43,8 +43,12 @@ class Add(GSObject):
     def _maxk_np(self, threshold):
         return functools.reduce(np.maximum, [o._maxk_np(threshold) for o in self.objs])
 
-    def _radius_np(self, threshold):
-        return functools.reduce(np.maximum, [o._radius_np(threshold) for o in self.objs])
+    def _sb_np(self, r, bound=True):
+        return sum(o._sb_np(r, bound) for o in self.objs)
+
+    def _enclosed_np(self, r):
+        fl = [np.abs(np.asarray(o.flux, float)) for o in self.objs]
+        return sum(f * o._enclosed_np(r) for f, o in zip(fl, self.objs)) / sum(fl)
 
     @property
     def _has_psf_like_cutoff(self):
@@ -73,9 +77,17 @@ class Convolution(GSObject):
         # The product is below threshold wherever any factor is (|F_i| / flux_i <= 1).
         return functools.reduce(np.minimum, [o._maxk_np(threshold) for o in self.objs])
 
-    def _radius_np(self, threshold):
-        # GalSim adds the components' extents in quadrature for the convolution's stepk.
-        return np.sqrt(sum(np.asarray(o._radius_np(threshold)) ** 2 for o in self.objs))
+    def _sb_np(self, r, bound=True):
+        # Far field: each component's wing, carried by the other components' total flux.
+        fl = [np.asarray(o.flux, float) for o in self.objs]
+        total = 0.0
+        for i, o in enumerate(self.objs):
+            others = functools.reduce(operator.mul, fl[:i] + fl[i + 1 :], 1.0)
+            total = total + o._sb_np(r, bound) * others
+        return total
+
+    def _enclosed_np(self, r):
+        return 1.0 - sum(1.0 - o._enclosed_np(r) for o in self.objs)
 
     @property
     def _has_psf_like_cutoff(self):

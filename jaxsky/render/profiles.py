@@ -93,8 +93,12 @@ class Gaussian(_Radial):
     def _maxk_np(self, threshold):
         return math.sqrt(-2.0 * math.log(threshold)) / np.asarray(self.sigma, float)
 
-    def _radius_np(self, threshold):
-        return math.sqrt(-2.0 * math.log(threshold)) * np.asarray(self.sigma, float)
+    def _sb_np(self, r, bound=True):
+        s2 = np.asarray(self.sigma, float) ** 2
+        return np.asarray(self._flux, float) / (2 * np.pi * s2) * np.exp(-0.5 * r * r / s2)
+
+    def _enclosed_np(self, r):
+        return -np.expm1(-0.5 * r * r / np.asarray(self.sigma, float) ** 2)
 
     @property
     def _has_psf_like_cutoff(self):
@@ -126,9 +130,13 @@ class Exponential(_Radial):
     def _maxk_np(self, threshold):
         return math.sqrt(threshold ** (-2.0 / 3.0) - 1.0) / np.asarray(self.scale_radius, float)
 
-    def _radius_np(self, threshold):
+    def _sb_np(self, r, bound=True):
+        r0 = np.asarray(self.scale_radius, float)
+        return np.asarray(self._flux, float) / (2 * np.pi * r0 * r0) * np.exp(-r / r0)
+
+    def _enclosed_np(self, r):
         # Enclosed flux of an exponential disk is P(2, r / r0).
-        return sps.gammaincinv(2.0, 1.0 - threshold) * np.asarray(self.scale_radius, float)
+        return sps.gammainc(2.0, r / np.asarray(self.scale_radius, float))
 
 
 # --------------------------------------------------------------------------- Sersic
@@ -208,11 +216,17 @@ class Sersic(_Radial):
             self.half_light_radius, float
         )
 
-    def _radius_np(self, threshold):
-        n = np.asarray(self.n, float)
+    def _sb_np(self, r, bound=True):
+        n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
         b = sps.gammaincinv(2.0 * n, 0.5)
-        x = sps.gammaincinv(2.0 * n, 1.0 - threshold)
-        return np.asarray(self.half_light_radius, float) * (x / b) ** n
+        # I(r) = flux b^2n / (2 pi n Gamma(2n) re^2) exp(-b (r/re)^(1/n))
+        log_i0 = 2 * n * np.log(b) - np.log(2 * np.pi * n * re * re) - sps.gammaln(2 * n)
+        return np.asarray(self._flux, float) * np.exp(log_i0 - b * (r / re) ** (1.0 / n))
+
+    def _enclosed_np(self, r):
+        n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
+        b = sps.gammaincinv(2.0 * n, 0.5)
+        return sps.gammainc(2.0 * n, b * (r / re) ** (1.0 / n))
 
 
 def DeVaucouleurs(half_light_radius=None, scale_radius=None, flux=1.0):  # noqa: N802
@@ -264,10 +278,15 @@ class Moffat(_Radial):
         beta = np.asarray(self.beta, float)
         return _table_maxk("moffat", beta, threshold) / np.asarray(self.scale_radius, float)
 
-    def _radius_np(self, threshold):
-        # Enclosed flux: 1 - (1 + R^2/r_d^2)^(1 - beta).
-        beta = np.asarray(self.beta, float)
-        return np.asarray(self.scale_radius, float) * np.sqrt(threshold ** (1.0 / (1.0 - beta)) - 1.0)
+    def _sb_np(self, r, bound=True):
+        beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
+        return (np.asarray(self._flux, float) * (beta - 1) / (np.pi * rd * rd)
+                * (1 + (r / rd) ** 2) ** (-beta))
+
+    def _enclosed_np(self, r):
+        # Enclosed flux: 1 - (1 + r^2/r_d^2)^(1 - beta).
+        beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
+        return 1.0 - (1 + (r / rd) ** 2) ** (1.0 - beta)
 
     @property
     def _has_psf_like_cutoff(self):

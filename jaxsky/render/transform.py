@@ -1,6 +1,8 @@
-"""Affine transformations of a profile: I'(x) = r I(J^-1 (x - x0)) / |det J|.
+"""Affine transformations of a profile: I'(x) = r I(J^-1 (x - x0)) (GalSim's ``Transformation``).
 
-In Fourier space (GalSim's ``Transformation``): F'(k) = r exp(-i k.x0) F(J^T k).
+The surface brightness is carried over, so the flux becomes r |det J| times the original
+(``dilate`` sets r = 1/|det J| to keep the flux). In Fourier space:
+F'(k) = r |det J| exp(-i k.x0) F(J^T k).
 Chains of transforms are folded into one Jacobian, offset and flux ratio, as GalSim does.
 """
 
@@ -44,9 +46,13 @@ class Transformation(GSObject):
             r0 = r0 * flux_ratio
         return Transformation._from_fields(obj=base, jac=j0, offset=o0, flux_ratio=r0)
 
+    def _det(self):
+        j = self.jac
+        return jnp.abs(j[..., 0, 0] * j[..., 1, 1] - j[..., 0, 1] * j[..., 1, 0])
+
     @property
     def flux(self):
-        return self.flux_ratio * self.obj.flux
+        return self.flux_ratio * self._det() * self.obj.flux
 
     def kvalue(self, kx, ky):
         j = self.jac
@@ -55,7 +61,7 @@ class Transformation(GSObject):
         kyp = j[0, 1] * kx + j[1, 1] * ky
         # exp(-i k.x0) is separable: two 1-D exponentials when kx, ky are a row and a column.
         phase = jnp.exp(-1j * kx * self.offset[0]) * jnp.exp(-1j * ky * self.offset[1])
-        return self.flux_ratio * phase * self.obj.kvalue(kxp, kyp)
+        return (self.flux_ratio * self._det()) * phase * self.obj.kvalue(kxp, kyp)
 
     def _singular_values(self):
         return np.linalg.svd(np.asarray(self.jac, float), compute_uv=False)
@@ -64,10 +70,19 @@ class Transformation(GSObject):
         sv = self._singular_values()
         return self.obj._maxk_np(threshold) / sv[..., -1]
 
-    def _radius_np(self, threshold):
+    def _shift_np(self):
+        return np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))
+
+    def _sb_np(self, r, bound=True):
         sv = self._singular_values()
-        shift = np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))
-        return self.obj._radius_np(threshold) * sv[..., 0] + shift
+        # Upper bound along the major axis (bound=True), or the circularised profile.
+        stretch = sv[..., 0] if bound else np.sqrt(sv[..., 0] * sv[..., 1])
+        rr = np.maximum(r - self._shift_np(), 0.0) if bound else r
+        return np.asarray(self.flux_ratio, float) * self.obj._sb_np(rr / stretch, bound)
+
+    def _enclosed_np(self, r):
+        sv = self._singular_values()
+        return self.obj._enclosed_np(np.maximum(r - self._shift_np(), 0.0) / sv[..., 0])
 
     @property
     def _has_psf_like_cutoff(self):

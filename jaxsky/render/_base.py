@@ -77,6 +77,14 @@ class GSObject:
         """Complex Fourier transform at wave-numbers ``kx, ky`` (1/arcsec, broadcastable)."""
         raise NotImplementedError
 
+    def xvalue(self, x, y):
+        """Surface brightness (flux / arcsec^2) at positions ``x, y`` (arcsec)."""
+        raise NotImplementedError(f"{type(self).__name__} has no real-space form")
+
+    def far_xvalue(self, x, y):
+        """Surface brightness far from the profile's core (exact except for convolutions)."""
+        return self.xvalue(x, y)
+
     def _maxk_np(self, threshold: float):
         """Concrete estimate of the wave-number beyond which ``|F(k)| / flux < threshold``."""
         raise NotImplementedError

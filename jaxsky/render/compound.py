@@ -40,11 +40,20 @@ class Add(GSObject):
     def kvalue(self, kx, ky):
         return functools.reduce(operator.add, [o.kvalue(kx, ky) for o in self.objs])
 
+    def xvalue(self, x, y):
+        return functools.reduce(operator.add, [o.xvalue(x, y) for o in self.objs])
+
+    def far_xvalue(self, x, y):
+        return functools.reduce(operator.add, [o.far_xvalue(x, y) for o in self.objs])
+
     def _maxk_np(self, threshold):
         return functools.reduce(np.maximum, [o._maxk_np(threshold) for o in self.objs])
 
     def _sb_np(self, r, bound=True):
         return sum(o._sb_np(r, bound) for o in self.objs)
+
+    def _size2_np(self):
+        return functools.reduce(np.maximum, [o._size2_np() for o in self.objs])
 
     def _enclosed_np(self, r):
         fl = [np.abs(np.asarray(o.flux, float)) for o in self.objs]
@@ -73,6 +82,17 @@ class Convolution(GSObject):
     def kvalue(self, kx, ky):
         return functools.reduce(operator.mul, [o.kvalue(kx, ky) for o in self.objs])
 
+    def far_xvalue(self, x, y):
+        # Far from every component's core, a convolution is the sum of the components'
+        # wings, each carried by the other components' flux (the zeroth-order term of
+        # the moment expansion of the convolution integral).
+        fluxes = [o.flux for o in self.objs]
+        total = 0.0
+        for i, o in enumerate(self.objs):
+            others = functools.reduce(operator.mul, fluxes[:i] + fluxes[i + 1 :], 1.0)
+            total = total + o.far_xvalue(x, y) * others
+        return total
+
     def _maxk_np(self, threshold):
         # The product is below threshold wherever any factor is (|F_i| / flux_i <= 1).
         return functools.reduce(np.minimum, [o._maxk_np(threshold) for o in self.objs])
@@ -85,6 +105,9 @@ class Convolution(GSObject):
             others = functools.reduce(operator.mul, fl[:i] + fl[i + 1 :], 1.0)
             total = total + o._sb_np(r, bound) * others
         return total
+
+    def _size2_np(self):
+        return sum(o._size2_np() for o in self.objs)
 
     def _enclosed_np(self, r):
         return 1.0 - sum(1.0 - o._enclosed_np(r) for o in self.objs)

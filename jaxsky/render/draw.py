@@ -38,13 +38,19 @@ class GSParams(NamedTuple):
       in any stamp pixel, as a fraction of the stamp's peak.
     alias_flux_threshold: the same light summed over the stamp, as a fraction of its flux.
     maxk_threshold: |F(k)| / flux below which wave-numbers are dropped (GalSim's meaning).
+    far_field_error: coefficient k of the assumed relative error k (size / distance)^2 of the
+      real-space (far-field) estimate of the wrap-around light from the nearest periodic
+      copies, which :func:`draw` subtracts (size: the profile's summed squared sizes).
+    alias_rings: how many rings of periodic copies (8, 24, 48 copies for 1, 2, 3) to subtract.
     max_fft_size: largest FFT period in pixels; larger needs are capped with a warning.
     max_k_fold: largest number of Nyquist zones folded per axis; capped with a warning.
     """
 
-    alias_threshold: float = 1e-5
-    alias_flux_threshold: float = 1e-5
+    alias_threshold: float = 3e-5
+    alias_flux_threshold: float = 3e-5
     maxk_threshold: float = 1e-5
+    far_field_error: float = 1.0
+    alias_rings: int = 3
     max_fft_size: int = 4096
     max_k_fold: int = 16
 
@@ -58,6 +64,7 @@ class DrawPlan(NamedTuple):
     n_fft: int
     k_fold: int
     pixel: bool = True
+    alias_rings: int = 3
 
 
 def good_fft_size(n: int) -> int:
@@ -123,15 +130,22 @@ def plan_sizes(obj, nx, ny, scale, gsparams=None):
     cand = _good_sizes(max(nx, ny), gsp.max_fft_size)
     period = cand * scale  # (C,)
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
-    js = np.array([(i, j) for i in range(-2, 3) for j in range(-2, 3) if (i, j) != (0, 0)])
+    js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
+    corrected = np.max(np.abs(js), axis=1) <= gsp.alias_rings
     # Distance from each copy's centre to the nearest point of the stamp (conservative).
     d = np.hypot(np.maximum(np.abs(js[:, :1]) * period - cx, 0.0),
-                 np.maximum(np.abs(js[:, 1:]) * period - cy, 0.0))  # (24, C)
+                 np.maximum(np.abs(js[:, 1:]) * period - cy, 0.0))  # (80, C)
     with np.errstate(all="ignore"):
-        sb = obj._sb_np(d.reshape(-1, 1), True)
-        sb = np.asarray(sb).reshape(len(js), len(cand), -1).sum(axis=0)  # (C, B)
+        sb = np.asarray(obj._sb_np(d.reshape(-1, 1), True)).reshape(len(js), len(cand), -1)
+        # The nearest copies are subtracted in real space (draw's alias correction), up
+        # to the far-field approximation's error; the others are left in.
+        # Far-field error ~ (size / distance)^2 (the next term of the moment expansion).
+        size2 = np.asarray(obj._size2_np(), float).reshape(1, 1, -1)
+        eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12)[:, :, None] ** 2)
+        weight = np.where(corrected[:, None, None], eps, 1.0)
+        sb = (weight * sb).sum(axis=0)  # (C, B)
         flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
-        far = 2.5 * period[:, None] - max(cx, cy)
+        far = 4.5 * period[:, None] - max(cx, cy)
         beyond = flux * np.clip(1.0 - obj._enclosed_np(far), 0, 1) / period[:, None] ** 2
         alias = sb + beyond
         peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
@@ -168,7 +182,7 @@ def make_plan(obj: GSObject, nx: int, ny: int, scale: float, method: str = "auto
     n_fft, k_fold, ok = plan_sizes(obj, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
     return DrawPlan(nx=nx, ny=ny, scale=scale, n_fft=int(n_fft.max()), k_fold=int(k_fold.max()),
-                    pixel=method != "no_pixel")
+                    pixel=method != "no_pixel", alias_rings=(gsparams or GSParams()).alias_rings)
 
 
 def _warn_caps(ok, gsparams):
@@ -208,8 +222,57 @@ def _draw_core(obj, plan: DrawPlan):
         ex, ey = ex * sinc, ey * sinc
     fk = fk * ex[None, :] * ey[:, None]
     folded = _fold(_fold(fk, n, 0), n, 1)
-    img = jnp.fft.ifft2(folded).real
-    return img[: plan.ny, : plan.nx].astype(dtype)
+    img = jnp.fft.ifft2(folded).real[: plan.ny, : plan.nx]
+    if plan.alias_rings:
+        img = img - _alias_correction(obj, plan)
+    return img.astype(dtype)
+
+
+def _alias_correction(obj, plan: DrawPlan):
+    """Light the FFT wraps into the stamp from the nearest periodic copies (flux/pixel).
+
+    The FFT image is the periodic sum  sum_j I(x + j L);  the copies are far from the
+    stamp, where the profile is smooth, so their surface brightness (times the pixel area)
+    comes from the profile's real-space far field. It is smooth across the stamp, so it is
+    evaluated on a coarse grid and interpolated (Catmull-Rom, in log space).
+    """
+    p, period = plan.scale, plan.n_fft * plan.scale
+    dtype = jnp.result_type(float)
+    wx, xc = _coarse_interp(plan.nx, p)
+    wy, yc = _coarse_interp(plan.ny, p)
+    r = plan.alias_rings
+    shifts = np.array([(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1) if i or j])
+    xs = jnp.asarray(xc[None, None, :] + shifts[:, :1, None] * period, dtype)  # (C, 1, mx)
+    ys = jnp.asarray(yc[None, :, None] + shifts[:, 1:, None] * period, dtype)  # (C, my, 1)
+    total = obj.far_xvalue(xs, ys).sum(axis=0)
+    tiny = jnp.finfo(dtype).tiny
+    log_a = jnp.log(jnp.maximum(total, tiny))
+    fine = jnp.asarray(wy, dtype) @ log_a @ jnp.asarray(wx, dtype).T
+    return jnp.exp(fine) * (p * p)
+
+
+@functools.lru_cache(maxsize=64)
+def _coarse_interp(n: int, p: float, step: int = 6):
+    """Coarse pixel-centre positions and the (n, m) Catmull-Rom matrix onto all n pixels."""
+    x = (np.arange(n) - 0.5 * (n - 1)) * p
+    m = max(2, int(np.ceil((n - 1) / step)) + 1)
+    if m >= n:
+        return np.eye(n), x
+    xc = np.linspace(x[0], x[-1], m)
+    t = (x - xc[0]) / (xc[1] - xc[0])
+    i0 = np.clip(np.floor(t).astype(int), 0, m - 2)
+    u = t - i0
+    w = np.zeros((n, m))
+    # Catmull-Rom weights for nodes i0-1, i0, i0+1, i0+2 (ends clamped).
+    coeffs = [
+        -0.5 * u**3 + u**2 - 0.5 * u,
+        1.5 * u**3 - 2.5 * u**2 + 1,
+        -1.5 * u**3 + 2 * u**2 + 0.5 * u,
+        0.5 * u**3 - 0.5 * u**2,
+    ]
+    for off, c in zip((-1, 0, 1, 2), coeffs):
+        np.add.at(w, (np.arange(n), np.clip(i0 + off, 0, m - 1)), c)
+    return w, xc
 
 
 def draw(obj: GSObject, *, nx: int, ny: int, scale: float, method: str = "auto",

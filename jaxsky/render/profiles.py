@@ -54,6 +54,13 @@ def _ksq(kx, ky):
     return kx * kx + ky * ky
 
 
+def _safe_r(x, y):
+    """sqrt(x^2 + y^2) with a finite gradient at the origin (double-where)."""
+    r2 = _ksq(x, y)
+    pos = r2 > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, r2, 1.0)), 0.0)
+
+
 def _log_k(ksq):
     """ln|k| and a mask for k = 0, safe for gradients (double-where)."""
     pos = ksq > 0
@@ -64,6 +71,11 @@ class _Radial(GSObject):
     @property
     def flux(self):
         return self._flux
+
+    def _size2_np(self):
+        """Squared characteristic size (arcsec^2) used to judge far-field approximations."""
+        size = self.fwhm if hasattr(self, "fwhm") else self.half_light_radius
+        return np.asarray(size, float) ** 2
 
 
 # --------------------------------------------------------------------------- Gaussian
@@ -89,6 +101,10 @@ class Gaussian(_Radial):
 
     def kvalue(self, kx, ky):
         return self._flux * jnp.exp(-0.5 * _ksq(kx, ky) * self.sigma**2)
+
+    def xvalue(self, x, y):
+        s2 = self.sigma**2
+        return self._flux / (2 * jnp.pi * s2) * jnp.exp(-0.5 * _ksq(x, y) / s2)
 
     def _maxk_np(self, threshold):
         return math.sqrt(-2.0 * math.log(threshold)) / np.asarray(self.sigma, float)
@@ -126,6 +142,10 @@ class Exponential(_Radial):
     def kvalue(self, kx, ky):
         x = 1.0 + _ksq(kx, ky) * self.scale_radius**2
         return self._flux * x ** (-1.5)
+
+    def xvalue(self, x, y):
+        r0 = self.scale_radius
+        return self._flux / (2 * jnp.pi * r0 * r0) * jnp.exp(-_safe_r(x, y) / r0)
 
     def _maxk_np(self, threshold):
         return math.sqrt(threshold ** (-2.0 / 3.0) - 1.0) / np.asarray(self.scale_radius, float)
@@ -210,6 +230,16 @@ class Sersic(_Radial):
         val = _tables.eval_u(tab, f, fu, u, high_slope=-(2.0 + 1.0 / self.n))
         return self._flux * jnp.where(pos, val, 1.0)
 
+    def xvalue(self, x, y):
+        n, re = self.n, self.half_light_radius
+        b = sersic_b(n)
+        # I(r) = flux b^2n / (2 pi n Gamma(2n) re^2) exp(-b (r/re)^(1/n))  (Graham & Driver 2005)
+        log_i0 = 2 * n * jnp.log(b) - jnp.log(2 * jnp.pi * n * re * re) - gammaln(2 * n)
+        rr = _safe_r(x, y) / re
+        pos = rr > 0
+        power = jnp.where(pos, jnp.exp(jnp.log(jnp.where(pos, rr, 1.0)) / n), 0.0)
+        return self._flux * jnp.exp(log_i0 - b * power)
+
     def _maxk_np(self, threshold):
         n = np.asarray(self.n, float)
         return _table_maxk("sersic", n, threshold, tail=lambda: 2.0 + 1.0 / n) / np.asarray(
@@ -273,6 +303,11 @@ class Moffat(_Radial):
         logk, pos = _log_k(_ksq(kx, ky))
         val = _tables.eval_u(tab, f, fu, logk + jnp.log(self.scale_radius), high_slope=None)
         return self._flux * jnp.where(pos, val, 1.0)
+
+    def xvalue(self, x, y):
+        rd2 = self.scale_radius**2
+        norm = self._flux * (self.beta - 1.0) / (jnp.pi * rd2)
+        return norm * (1.0 + _ksq(x, y) / rd2) ** (-self.beta)
 
     def _maxk_np(self, threshold):
         beta = np.asarray(self.beta, float)

@@ -63,6 +63,23 @@ class Transformation(GSObject):
         phase = jnp.exp(-1j * kx * self.offset[0]) * jnp.exp(-1j * ky * self.offset[1])
         return (self.flux_ratio * self._det()) * phase * self.obj.kvalue(kxp, kyp)
 
+    def xvalue(self, x, y):
+        """Surface brightness at (x, y) arcsec: r I(J^-1 (x - x0))."""
+        j = self.jac
+        det = j[0, 0] * j[1, 1] - j[0, 1] * j[1, 0]
+        xs, ys = x - self.offset[0], y - self.offset[1]
+        xi = (j[1, 1] * xs - j[0, 1] * ys) / det
+        yi = (-j[1, 0] * xs + j[0, 0] * ys) / det
+        return self.flux_ratio * self.obj.xvalue(xi, yi)
+
+    def far_xvalue(self, x, y):
+        j = self.jac
+        det = j[0, 0] * j[1, 1] - j[0, 1] * j[1, 0]
+        xs, ys = x - self.offset[0], y - self.offset[1]
+        xi = (j[1, 1] * xs - j[0, 1] * ys) / det
+        yi = (-j[1, 0] * xs + j[0, 0] * ys) / det
+        return self.flux_ratio * self.obj.far_xvalue(xi, yi)
+
     def _singular_values(self):
         return np.linalg.svd(np.asarray(self.jac, float), compute_uv=False)
 
@@ -79,6 +96,10 @@ class Transformation(GSObject):
         stretch = sv[..., 0] if bound else np.sqrt(sv[..., 0] * sv[..., 1])
         rr = np.maximum(r - self._shift_np(), 0.0) if bound else r
         return np.asarray(self.flux_ratio, float) * self.obj._sb_np(rr / stretch, bound)
+
+    def _size2_np(self):
+        sv = self._singular_values()
+        return self.obj._size2_np() * sv[..., 0] ** 2 + self._shift_np() ** 2
 
     def _enclosed_np(self, r):
         sv = self._singular_values()

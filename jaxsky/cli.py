@@ -15,12 +15,14 @@ class UserError(Exception):
 def _demo(args):
     from jaxsky.demo import run_demo
 
-    run_demo(args.out, overwrite=args.overwrite, n_galaxies=args.n_galaxies, seed=args.seed)
+    run_demo(args.out, overwrite=args.overwrite, n_galaxies=args.n_galaxies, seed=args.seed,
+             quick=args.quick)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jaxsky", description="Differentiable, fast galaxy images in JAX, validated against GalSim."
+        prog="jaxsky",
+        description="Differentiable, fast galaxy images in JAX, validated against GalSim.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
@@ -34,9 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
             "time both, and write PNG plots plus summary.md/summary.json to OUT."
         ),
     )
-    demo.add_argument("--out", default="jaxsky-demo", help="output directory (default: %(default)s)")
+    demo.add_argument(
+        "--out", default="jaxsky-demo", help="output directory (default: %(default)s)"
+    )
     demo.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    demo.add_argument("--n-galaxies", type=int, default=40, help="random galaxies per accuracy setup")
+    demo.add_argument(
+        "--n-galaxies", type=int, default=20, help="random galaxies per accuracy setup"
+    )
+    demo.add_argument("--quick", action="store_true", help="smaller speed measurement")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(func=_demo)
     return parser

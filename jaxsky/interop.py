@@ -33,10 +33,15 @@ def to_galsim(obj: GSObject, gsparams: galsim.GSParams | None = None) -> galsim.
     if isinstance(obj, P.Gaussian):
         return galsim.Gaussian(sigma=_f(obj.sigma), flux=_f(obj.flux), gsparams=gsp)
     if isinstance(obj, P.Exponential):
-        return galsim.Exponential(scale_radius=_f(obj.scale_radius), flux=_f(obj.flux), gsparams=gsp)
+        return galsim.Exponential(
+            scale_radius=_f(obj.scale_radius), flux=_f(obj.flux), gsparams=gsp
+        )
     if isinstance(obj, P.Sersic):
         return galsim.Sersic(
-            n=_f(obj.n), half_light_radius=_f(obj.half_light_radius), flux=_f(obj.flux), gsparams=gsp
+            n=_f(obj.n),
+            half_light_radius=_f(obj.half_light_radius),
+            flux=_f(obj.flux),
+            gsparams=gsp,
         )
     if isinstance(obj, P.Moffat):
         return galsim.Moffat(

@@ -30,8 +30,9 @@ SETUPS = {
 }
 
 
-def random_case(rng: np.random.Generator, setup: Setup, *, n_range=(0.5, 6.0), g_max=0.6,
-                psf: str | None = None):
+def random_case(
+    rng: np.random.Generator, setup: Setup, *, n_range=(0.5, 6.0), g_max=0.6, psf: str | None = None
+):
     """One random Sersic x PSF profile and its parameters (a dict)."""
     g = g_max * np.sqrt(rng.uniform())
     phi = rng.uniform(0, 2 * np.pi)
@@ -87,8 +88,9 @@ def galsim_reference(obj, nx, ny, scale, method="auto", gsparams=None, max_fft_s
             raise ReferenceTooExpensive(str(err).splitlines()[0]) from err
 
 
-def compare_with_galsim(obj, nx: int, ny: int, scale: float, method: str = "auto", gsparams=None,
-                        max_fft_size=None):
+def compare_with_galsim(
+    obj, nx: int, ny: int, scale: float, method: str = "auto", gsparams=None, max_fft_size=None
+):
     """(max |jaxsky - GalSim| / peak, |delta flux| / flux, jaxsky image, GalSim image)."""
     import jaxsky
 
@@ -110,8 +112,9 @@ def accuracy_sweep(setup: Setup, n_galaxies: int, seed: int, progress=None, max_
     while len(errs) < n_galaxies:
         obj, p = random_case(rng, setup)
         try:
-            e, d, _, _ = compare_with_galsim(obj, setup.nx, setup.nx, setup.scale,
-                                             max_fft_size=max_fft_size)
+            e, d, _, _ = compare_with_galsim(
+                obj, setup.nx, setup.nx, setup.scale, max_fft_size=max_fft_size
+            )
         except ReferenceTooExpensive:
             skipped += 1
             continue

@@ -23,10 +23,16 @@ def test_draw_batch_matches_single_draws():
     imgs = np.asarray(jaxsky.draw_batch(batch, nx=32, ny=32, scale=0.2, plan=plan, chunk_size=3))
     assert imgs.shape == (7, 32, 32)
     for i in range(7):
-        one = np.asarray(jaxsky.draw(make(n[i], hlr[i], g1[i], flux[i]), nx=32, ny=32, scale=0.2, plan=plan))
+        one = np.asarray(
+            jaxsky.draw(make(n[i], hlr[i], g1[i], flux[i]), nx=32, ny=32, scale=0.2, plan=plan)
+        )
         np.testing.assert_allclose(imgs[i], one, rtol=0, atol=1e-5 * one.max())
-    vm = jax.vmap(lambda a, b, c, d: jaxsky.draw(make(a, b, c, d), nx=32, ny=32, scale=0.2, plan=plan))
-    np.testing.assert_allclose(np.asarray(vm(n, hlr, g1, flux)), imgs, rtol=0, atol=1e-5 * imgs.max())
+    vm = jax.vmap(
+        lambda a, b, c, d: jaxsky.draw(make(a, b, c, d), nx=32, ny=32, scale=0.2, plan=plan)
+    )
+    np.testing.assert_allclose(
+        np.asarray(vm(n, hlr, g1, flux)), imgs, rtol=0, atol=1e-5 * imgs.max()
+    )
 
 
 def test_no_recompile_for_same_shapes():
@@ -40,7 +46,9 @@ def test_no_recompile_for_same_shapes():
 
 def test_flux_and_centroid_of_even_and_odd_stamps():
     for nx in (32, 33):
-        img = np.asarray(jaxsky.draw(jaxsky.Gaussian(sigma=0.4, flux=10.0), nx=nx, ny=nx, scale=0.2))
+        img = np.asarray(
+            jaxsky.draw(jaxsky.Gaussian(sigma=0.4, flux=10.0), nx=nx, ny=nx, scale=0.2)
+        )
         assert np.isclose(img.sum(), 10.0, rtol=1e-4)
         c = (nx - 1) / 2
         y, x = np.mgrid[:nx, :nx]

@@ -11,16 +11,28 @@ import jaxsky
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda: jaxsky.Sersic(7.0, half_light_radius=1.0), r"n=7.0 is outside the allowed range \[0.3, 6.2\]"),
+        (
+            lambda: jaxsky.Sersic(7.0, half_light_radius=1.0),
+            r"n=7.0 is outside the allowed range \[0.3, 6.2\]",
+        ),
         (lambda: jaxsky.Sersic(0.2, half_light_radius=1.0), r"n=0.2"),
-        (lambda: jaxsky.Sersic(2.0, half_light_radius=-1.0), r"half_light_radius=-1.0 .*\(0, inf\)"),
+        (
+            lambda: jaxsky.Sersic(2.0, half_light_radius=-1.0),
+            r"half_light_radius=-1.0 .*\(0, inf\)",
+        ),
         (lambda: jaxsky.Sersic(2.0, half_light_radius=0.0), r"half_light_radius=0.0"),
         (lambda: jaxsky.Sersic(2.0, half_light_radius=1.0, flux=np.nan), r"flux=nan"),
         (lambda: jaxsky.Exponential(scale_radius=np.inf), r"scale_radius=inf"),
         (lambda: jaxsky.Gaussian(sigma=-2.0), r"sigma=-2.0"),
-        (lambda: jaxsky.Moffat(1.05, fwhm=0.5), r"beta=1.05 is outside the allowed range \(1.1, 10\]"),
+        (
+            lambda: jaxsky.Moffat(1.05, fwhm=0.5),
+            r"beta=1.05 is outside the allowed range \(1.1, 10\]",
+        ),
         (lambda: jaxsky.Moffat(3.0, fwhm=-0.5), r"fwhm=-0.5"),
-        (lambda: jaxsky.Gaussian(sigma=1.0).shear(g1=0.8, g2=0.6), r"\|g\|=1.0 is outside the allowed range \[0, 1\)"),
+        (
+            lambda: jaxsky.Gaussian(sigma=1.0).shear(g1=0.8, g2=0.6),
+            r"\|g\|=1.0 is outside the allowed range \[0, 1\)",
+        ),
         (lambda: jaxsky.Gaussian(sigma=1.0).shear(g1=1.2), r"\|g\|=1.2"),
         (lambda: jaxsky.Gaussian(sigma=1.0).shift(np.nan, 0.0), r"dx=nan"),
         (lambda: jaxsky.Gaussian(sigma=1.0).dilate(0.0), r"scale=0.0"),
@@ -84,5 +96,7 @@ def test_checked_mode_under_jit_and_vmap():
         err.throw()
     err, _ = f(2.0, 0.5, 1.5)
     assert "|g|" in err.get()
-    err, _ = jax.vmap(jaxsky.checked(render))(jnp.array([2.0, 3.0]), jnp.array([0.5, -1.0]), jnp.zeros(2))
+    err, _ = jax.vmap(jaxsky.checked(render))(
+        jnp.array([2.0, 3.0]), jnp.array([0.5, -1.0]), jnp.zeros(2)
+    )
     assert "half_light_radius" in err.get()

@@ -22,7 +22,9 @@ def compare(obj, nx, ny, scale, method="auto"):
 @pytest.mark.parametrize("method", ["auto", "no_pixel"])
 @pytest.mark.parametrize("nx,ny", [(33, 33), (32, 32), (40, 25)])
 def test_analytic_profiles_match_galsim(x64, method, nx, ny):
-    gal = jaxsky.Exponential(half_light_radius=0.6, flux=3e3).shear(g1=0.3, g2=-0.2).shift(0.05, -0.1)
+    gal = (
+        jaxsky.Exponential(half_light_radius=0.6, flux=3e3).shear(g1=0.3, g2=-0.2).shift(0.05, -0.1)
+    )
     psf = jaxsky.Gaussian(fwhm=0.7)
     err, dflux = compare(jaxsky.Convolve([gal, psf]), nx, ny, 0.2, method)
     assert err < TOL_PEAK and dflux < TOL_FLUX
@@ -32,7 +34,9 @@ def test_analytic_profiles_match_galsim(x64, method, nx, ny):
 def test_sersic_workload_matches_galsim(x64, setup):
     # A CI-sized subset; tools/accuracy_sweep.py runs >= 200 galaxies per setup. Galaxies whose
     # GalSim reference needs an FFT above 4096^2 are redrawn (counted, and few).
-    errs, dfl, _, skipped = accuracy_sweep(SETUPS[setup], 8, seed=1234 + len(setup), max_fft_size=4096)
+    errs, dfl, _, skipped = accuracy_sweep(
+        SETUPS[setup], 8, seed=1234 + len(setup), max_fft_size=4096
+    )
     assert skipped <= 4
     assert errs.max() < TOL_PEAK, errs
     assert dfl.max() < TOL_FLUX, dfl
@@ -67,7 +71,9 @@ def test_moffat_size_definitions(x64):
         assert np.isclose(float(m.scale_radius), g.scale_radius, rtol=1e-12)
         assert np.isclose(float(m.half_light_radius), g.half_light_radius, rtol=1e-10)
         h = jaxsky.Moffat(beta, half_light_radius=0.5)
-        assert np.isclose(float(h.scale_radius), galsim.Moffat(beta, half_light_radius=0.5).scale_radius)
+        assert np.isclose(
+            float(h.scale_radius), galsim.Moffat(beta, half_light_radius=0.5).scale_radius
+        )
 
 
 def test_sersic_size_definitions(x64):

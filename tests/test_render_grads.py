@@ -71,7 +71,9 @@ def test_gradient_matches_galsim_finite_differences(x64, name):
 
     def g(v):
         p = dict(P0, **{name: v})
-        return float(np.sum(w * build_galsim(p).drawImage(nx=NX, ny=NX, scale=SCALE, dtype=np.float64).array))
+        return float(
+            np.sum(w * build_galsim(p).drawImage(nx=NX, ny=NX, scale=SCALE, dtype=np.float64).array)
+        )
 
     fd = (g(P0[name] + h) - g(P0[name] - h)) / (2 * h)
     assert abs(grad - fd) <= 1e-3 * abs(fd) + 1e-6 * abs(g(P0[name])), (grad, fd)
@@ -91,7 +93,9 @@ EDGES = [
 ]
 
 
-@pytest.mark.parametrize("edge", EDGES, ids=[",".join(f"{k}={v:g}" for k, v in e.items()) for e in EDGES])
+@pytest.mark.parametrize(
+    "edge", EDGES, ids=[",".join(f"{k}={v:g}" for k, v in e.items()) for e in EDGES]
+)
 @pytest.mark.parametrize("psf", ["moffat", "gaussian"])
 def test_no_nan_at_domain_edges(x64, edge, psf):
     p = dict(P0, **edge)
@@ -110,12 +114,16 @@ def test_no_nan_at_domain_edges(x64, edge, psf):
 
 def test_exponential_gaussian_grads(x64):
     plan = jaxsky.make_plan(
-        jaxsky.Convolve(jaxsky.Exponential(scale_radius=0.4), jaxsky.Gaussian(sigma=0.3)), NX, NX, SCALE
+        jaxsky.Convolve(jaxsky.Exponential(scale_radius=0.4), jaxsky.Gaussian(sigma=0.3)),
+        NX,
+        NX,
+        SCALE,
     )
 
     def f(r0, sigma, theta):
         obj = jaxsky.Convolve(
-            jaxsky.Exponential(scale_radius=r0).rotate(theta).dilate(1.1), jaxsky.Gaussian(sigma=sigma)
+            jaxsky.Exponential(scale_radius=r0).rotate(theta).dilate(1.1),
+            jaxsky.Gaussian(sigma=sigma),
         )
         return jnp.sum(jaxsky.draw(obj, nx=NX, ny=NX, scale=SCALE, plan=plan) * weights())
 

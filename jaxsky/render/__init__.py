@@ -3,7 +3,16 @@
 from jaxsky.render._base import GSObject
 from jaxsky.render._checks import checked
 from jaxsky.render.compound import Add, Convolution, Convolve, Sum
-from jaxsky.render.draw import DrawPlan, GSParams, draw, draw_batch, good_fft_size, make_plan
+from jaxsky.render.drawing import (
+    DrawPlan,
+    GSParams,
+    batch_axes,
+    draw,
+    draw_batch,
+    good_fft_size,
+    make_plan,
+    plan_sizes,
+)
 from jaxsky.render.profiles import (
     MOFFAT_BETA_RANGE,
     SERSIC_N_RANGE,
@@ -33,6 +42,8 @@ __all__ = [
     "draw",
     "checked",
     "draw_batch",
+    "batch_axes",
+    "plan_sizes",
     "make_plan",
     "good_fft_size",
     "sersic_b",

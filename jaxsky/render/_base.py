@@ -40,9 +40,7 @@ class GSObject:
         )
 
     def _tree_flatten_with_keys(self):
-        children = tuple(
-            (jax.tree_util.GetAttrKey(f), getattr(self, f)) for f in self._leaves
-        )
+        children = tuple((jax.tree_util.GetAttrKey(f), getattr(self, f)) for f in self._leaves)
         return children, tuple(getattr(self, f) for f in self._static)
 
     @classmethod

@@ -37,7 +37,7 @@ class FTTable(NamedTuple):
     F_pu: np.ndarray
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_np(name: str):
     path = resources.files("jaxsky.render") / "data" / f"{name}_ft.npz"
     try:
@@ -58,7 +58,7 @@ def table_numpy(name: str) -> dict:
     return _load_np(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_table(name: str, dtype: str) -> FTTable:
     z = _load_np(name)
     p, u = z["p"], z["u"]
@@ -90,12 +90,7 @@ def slice_p(tab: FTTable, p):
     h00, h10, h01, h11 = _hermite_weights(t)
     F, F_u, F_p, F_pu = (jnp.asarray(a) for a in (tab.F, tab.F_u, tab.F_p, tab.F_pu))
     f = h00 * F[i] + h10 * tab.dp * F_p[i] + h01 * F[i + 1] + h11 * tab.dp * F_p[i + 1]
-    fu = (
-        h00 * F_u[i]
-        + h10 * tab.dp * F_pu[i]
-        + h01 * F_u[i + 1]
-        + h11 * tab.dp * F_pu[i + 1]
-    )
+    fu = h00 * F_u[i] + h10 * tab.dp * F_pu[i] + h01 * F_u[i + 1] + h11 * tab.dp * F_pu[i + 1]
     return f, fu
 
 

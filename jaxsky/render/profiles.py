@@ -17,7 +17,7 @@ from jax.scipy.special import gammainc, gammaln
 
 from jaxsky.render import _tables
 from jaxsky.render._base import GSObject
-from jaxsky.render._checks import check_positive, check_range, is_concrete
+from jaxsky.render._checks import check_positive, check_range
 
 __all__ = [
     "Gaussian",
@@ -315,8 +315,12 @@ class Moffat(_Radial):
 
     def _sb_np(self, r, bound=True):
         beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
-        return (np.asarray(self._flux, float) * (beta - 1) / (np.pi * rd * rd)
-                * (1 + (r / rd) ** 2) ** (-beta))
+        return (
+            np.asarray(self._flux, float)
+            * (beta - 1)
+            / (np.pi * rd * rd)
+            * (1 + (r / rd) ** 2) ** (-beta)
+        )
 
     def _enclosed_np(self, r):
         # Enclosed flux: 1 - (1 + r^2/r_d^2)^(1 - beta).

@@ -21,7 +21,10 @@ def _identity():
 
 
 class Transformation(GSObject):
-    """``obj`` distorted by ``jac`` (..., 2, 2), moved by ``offset`` (..., 2) arcsec, flux x ``flux_ratio``."""
+    """``obj`` distorted by ``jac`` (..., 2, 2), moved by ``offset`` (..., 2) arcsec.
+
+    The surface brightness is multiplied by ``flux_ratio`` (GalSim's convention).
+    """
 
     _leaves = ("obj", "jac", "offset", "flux_ratio")
 

@@ -26,7 +26,16 @@ import numpy as np
 from jaxsky.render._base import GSObject
 from jaxsky.render._checks import check_int, check_static_positive, is_concrete
 
-__all__ = ["DrawPlan", "GSParams", "make_plan", "draw", "draw_batch", "good_fft_size"]
+__all__ = [
+    "DrawPlan",
+    "GSParams",
+    "make_plan",
+    "plan_sizes",
+    "draw",
+    "draw_batch",
+    "batch_axes",
+    "good_fft_size",
+]
 
 _METHODS = ("auto", "fft", "no_pixel")
 
@@ -93,6 +102,13 @@ def _check_method(method):
         raise ValueError(f"method={method!r} is not one of {_METHODS}")
 
 
+# FFT sizes 2^a 3^b (steps of ~12%): plans are rounded up to these so that few distinct
+# programs get compiled.
+_SIZE_CLASSES = np.array(
+    sorted({2**a * 3**b for a in range(1, 15) for b in range(0, 9) if 2**a * 3**b <= 2**15})
+)
+
+
 def _good_sizes(lo: int, hi: int) -> np.ndarray:
     out, n = [], good_fft_size(lo)
     while n <= hi:
@@ -132,26 +148,32 @@ def plan_sizes(obj, nx, ny, scale, gsparams=None):
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
     js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
     corrected = np.max(np.abs(js), axis=1) <= gsp.alias_rings
-    # Distance from each copy's centre to the nearest point of the stamp (conservative).
-    d = np.hypot(np.maximum(np.abs(js[:, :1]) * period - cx, 0.0),
-                 np.maximum(np.abs(js[:, 1:]) * period - cy, 0.0))  # (80, C)
-    with np.errstate(all="ignore"):
+    size2 = np.asarray(obj._size2_np(), float).reshape(1, 1, -1)
+    flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
+
+    def residual_alias(px, py):
+        """Wrap-around SB left after the correction, seen from stamp point(s) (px, py)."""
+        d = np.hypot(np.abs(js[:, :1] * period - px), np.abs(js[:, 1:] * period - py))  # (80, C)
         sb = np.asarray(obj._sb_np(d.reshape(-1, 1), True)).reshape(len(js), len(cand), -1)
-        # The nearest copies are subtracted in real space (draw's alias correction), up
-        # to the far-field approximation's error; the others are left in.
-        # Far-field error ~ (size / distance)^2 (the next term of the moment expansion).
-        size2 = np.asarray(obj._size2_np(), float).reshape(1, 1, -1)
+        # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
         eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12)[:, :, None] ** 2)
         weight = np.where(corrected[:, None, None], eps, 1.0)
-        sb = (weight * sb).sum(axis=0)  # (C, B)
-        flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
+        return (weight * sb).sum(axis=0)  # (C, B)
+
+    with np.errstate(all="ignore"):
         far = 4.5 * period[:, None] - max(cx, cy)
         beyond = flux * np.clip(1.0 - obj._enclosed_np(far), 0, 1) / period[:, None] ** 2
-        alias = sb + beyond
+        # Peak: each copy at its closest approach to the stamp (an upper bound).
+        worst = residual_alias(cx * np.sign(js[:, :1]), cy * np.sign(js[:, 1:]))
+        # Flux: the mean over a 5 x 5 grid of stamp points.
+        grid = [
+            (a * cx, b * cy) for a in (-0.8, -0.4, 0, 0.4, 0.8) for b in (-0.8, -0.4, 0, 0.4, 0.8)
+        ]
+        mean = sum(residual_alias(gx, gy) for gx, gy in grid) / len(grid)
         peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
         stamp_flux = flux * np.asarray(obj._enclosed_np(np.array([[min(cx, cy)]]))).reshape(-1)
-        good = (alias <= gsp.alias_threshold * peak) & (
-            alias * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
+        good = ((worst + beyond) <= gsp.alias_threshold * peak) & (
+            (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
         )
     first = np.argmax(good, axis=0)
     fits = good.any(axis=0)
@@ -163,8 +185,14 @@ def plan_sizes(obj, nx, ny, scale, gsparams=None):
     return np.broadcast_arrays(n_fft, k_fold, fits & k_ok)
 
 
-def make_plan(obj: GSObject, nx: int, ny: int, scale: float, method: str = "auto",
-              gsparams: GSParams | None = None) -> DrawPlan:
+def make_plan(
+    obj: GSObject,
+    nx: int,
+    ny: int,
+    scale: float,
+    method: str = "auto",
+    gsparams: GSParams | None = None,
+) -> DrawPlan:
     """Choose static FFT sizes for ``obj`` (concrete values; a batched object plans for all).
 
     See :func:`plan_sizes` for the criteria. Warns when a profile needs more than the
@@ -181,8 +209,16 @@ def make_plan(obj: GSObject, nx: int, ny: int, scale: float, method: str = "auto
         )
     n_fft, k_fold, ok = plan_sizes(obj, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
-    return DrawPlan(nx=nx, ny=ny, scale=scale, n_fft=int(n_fft.max()), k_fold=int(k_fold.max()),
-                    pixel=method != "no_pixel", alias_rings=(gsparams or GSParams()).alias_rings)
+    n_fft = int(_SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, n_fft.max())])
+    return DrawPlan(
+        nx=nx,
+        ny=ny,
+        scale=scale,
+        n_fft=n_fft,
+        k_fold=int(k_fold.max()),
+        pixel=method != "no_pixel",
+        alias_rings=(gsparams or GSParams()).alias_rings,
+    )
 
 
 def _warn_caps(ok, gsparams):
@@ -210,19 +246,27 @@ def _fold(a, n, axis):
 @functools.partial(jax.jit, static_argnums=1)
 def _draw_core(obj, plan: DrawPlan):
     n, kf, p = plan.n_fft, plan.k_fold, plan.scale
-    m = kf * n
+    m = kf * n  # n is even (good_fft_size), so m is even
+    h = m // 2
     dtype = jnp.result_type(float)
-    k = (jnp.arange(m, dtype=dtype) - m // 2) * (2.0 * jnp.pi / (n * p))
-    fk = obj.kvalue(k[None, :], k[:, None])
-    # Output pixel i sits at x = (i - (nx-1)/2) p: a separable phase.
-    ex = jnp.exp(-1j * k * (0.5 * (plan.nx - 1) * p))
+    dk = 2.0 * jnp.pi / (n * p)
+    k = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
+    kpos = k[h:]  # 0 .. h-1
+    # Output pixel i sits at x = (i - (nx-1)/2) p: a separable phase; times the pixel's sinc.
+    ex = jnp.exp(-1j * kpos * (0.5 * (plan.nx - 1) * p))
     ey = jnp.exp(-1j * k * (0.5 * (plan.ny - 1) * p))
     if plan.pixel:
-        sinc = jnp.sinc(k * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
-        ex, ey = ex * sinc, ey * sinc
-    fk = fk * ex[None, :] * ey[:, None]
-    folded = _fold(_fold(fk, n, 0), n, 1)
-    img = jnp.fft.ifft2(folded).real[: plan.ny, : plan.nx]
+        ex = ex * jnp.sinc(kpos * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
+        ey = ey * jnp.sinc(k * (0.5 * p / jnp.pi))
+    # The image is real, so its transform is Hermitian: evaluate kx >= 0 only and mirror,
+    # G(-kx, -ky) = conj G(kx, ky). The outermost row/column (k = -h dk, beyond maxk) is 0.
+    half = obj.kvalue(kpos[None, :], k[:, None]) * ex[None, :] * ey[:, None]
+    half = half.at[0, :].set(0.0)
+    rows = (m - jnp.arange(m)) % m  # row of -ky
+    neg = jnp.conj(half[rows, 1:][:, ::-1])
+    full = jnp.concatenate([jnp.zeros((m, 1), half.dtype), neg, half], axis=1)
+    folded = _fold(_fold(full, n, 0), n, 1)
+    img = jnp.fft.irfft2(folded[:, : n // 2 + 1], s=(n, n))[: plan.ny, : plan.nx]
     if plan.alias_rings:
         img = img - _alias_correction(obj, plan)
     return img.astype(dtype)
@@ -275,8 +319,16 @@ def _coarse_interp(n: int, p: float, step: int = 6):
     return w, xc
 
 
-def draw(obj: GSObject, *, nx: int, ny: int, scale: float, method: str = "auto",
-         plan: DrawPlan | None = None, gsparams: GSParams | None = None):
+def draw(
+    obj: GSObject,
+    *,
+    nx: int,
+    ny: int,
+    scale: float,
+    method: str = "auto",
+    plan: DrawPlan | None = None,
+    gsparams: GSParams | None = None,
+):
     """Render ``obj`` as a float array (ny, nx) of flux per pixel; matches GalSim's ``drawImage``.
 
     Args:
@@ -293,7 +345,8 @@ def draw(obj: GSObject, *, nx: int, ny: int, scale: float, method: str = "auto",
         if not all(is_concrete(x) for x in jax.tree_util.tree_leaves(obj)):
             raise ValueError(
                 "jaxsky.draw inside jit/vmap needs a static plan: build it outside with "
-                "plan = jaxsky.make_plan(example_or_batched_profile, nx, ny, scale) and pass plan=plan"
+                "plan = jaxsky.make_plan(example_or_batched_profile, nx, ny, scale) "
+                "and pass plan=plan"
             )
         plan = make_plan(obj, nx, ny, scale, method, gsparams)
     else:
@@ -319,35 +372,85 @@ def batch_flags(obj) -> tuple[bool, ...]:
     return tuple(flags)
 
 
-def draw_batch(objs: GSObject, *, nx: int, ny: int, scale: float, method: str = "auto",
-               plan: DrawPlan | None = None, gsparams: GSParams | None = None,
-               chunk_size: int = 64):
+def batch_axes(obj):
+    """``in_axes`` for ``jax.vmap`` over a batched profile: 0 for batched leaves, else None."""
+    return jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(obj), [0 if f else None for f in batch_flags(obj)]
+    )
+
+
+def draw_batch(
+    objs: GSObject,
+    *,
+    nx: int,
+    ny: int,
+    scale: float,
+    method: str = "auto",
+    plan: DrawPlan | None = None,
+    gsparams: GSParams | None = None,
+    chunk_size: int = 32,
+):
     """Render a batch: ``objs`` is one profile whose leaves carry a leading batch axis.
 
     Leaves without the batch axis (e.g. a fixed PSF) are shared. Returns (B, ny, nx).
-    The batch is processed in chunks of ``chunk_size`` (``lax.map``) so that the
-    per-image cost does not grow with B.
+    Without ``plan``, each galaxy gets the FFT sizes it needs (:func:`plan_sizes`) and the
+    batch is drawn in groups of equal sizes, so small galaxies do not pay for large ones.
+    Each group runs in fixed-size chunks of ``chunk_size`` (one compiled program per
+    distinct plan), so the per-image cost does not grow with the batch size.
     """
     _check_method(method)
-    if plan is None:
-        plan = make_plan(objs, nx, ny, scale, method, gsparams)
+    check_int("chunk_size", chunk_size)
     flags = batch_flags(objs)
-    leaves = jax.tree_util.tree_leaves(objs)
+    leaves, tree = jax.tree_util.tree_flatten(objs)
     sizes = {np.shape(x)[0] for x, f in zip(leaves, flags) if f}
     if len(sizes) != 1:
         raise ValueError(f"batched leaves must share one leading size, got {sorted(sizes)}")
-    return _draw_batch_core(objs, flags, plan, int(chunk_size))
+    (nbatch,) = sizes
+    if plan is not None:
+        groups = {plan: np.arange(nbatch)}
+    else:
+        groups = _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, chunk_size)
+    dtype = jnp.result_type(float)
+    out = np.empty((nbatch, ny, nx), dtype=dtype)
+    for gplan, idx in groups.items():
+        for start in range(0, len(idx), chunk_size):
+            sel = idx[start : start + chunk_size]
+            pad = np.concatenate([sel, np.full(chunk_size - len(sel), sel[-1])])
+            sub = [np.asarray(x)[pad] if f else x for x, f in zip(leaves, flags)]
+            imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
+            out[sel] = np.asarray(imgs)[: len(sel)]
+    return jnp.asarray(out)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _draw_batch_core(objs, flags, plan, chunk_size):
-    leaves, tree = jax.tree_util.tree_flatten(objs)
-    batched = [x for x, f in zip(leaves, flags) if f]
-    shared = [x for x, f in zip(leaves, flags) if not f]
+def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
+    scale = check_static_positive("scale", scale)
+    n_fft, k_fold, ok = plan_sizes(objs, nx, ny, scale, gsparams)
+    _warn_caps(ok, gsparams)
+    n_fft = np.broadcast_to(n_fft, (nbatch,))
+    k_fold = np.broadcast_to(k_fold, (nbatch,))
+    # A class with fewer than ``min_group`` galaxies joins the next larger one.
+    n_cls = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, n_fft)]
+    merged = []
+    for kf in np.unique(k_fold):
+        members = [(c, np.flatnonzero((n_cls == c) & (k_fold == kf))) for c in np.unique(n_cls)]
+        members = [(c, idx) for c, idx in members if len(idx)]
+        carry = np.array([], dtype=int)
+        for i, (c, idx) in enumerate(members):
+            idx = np.concatenate([carry, idx])
+            if len(idx) < min_group and i < len(members) - 1:
+                carry = idx
+                continue
+            merged.append((int(c), int(kf), np.sort(idx)))
+            carry = np.array([], dtype=int)
+    rings = (gsparams or GSParams()).alias_rings
+    return {
+        DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", rings): idx for c, kf, idx in merged
+    }
 
-    def one(b):
-        it_b, it_s = iter(b), iter(shared)
-        full = [next(it_b) if f else next(it_s) for f in flags]
-        return _draw_core(jax.tree_util.tree_unflatten(tree, full), plan)
 
-    return jax.lax.map(one, batched, batch_size=chunk_size)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _draw_chunk(objs, flags, plan):
+    axes = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(objs), [0 if f else None for f in flags]
+    )  # flags, not batch_axes(objs): inside jit the padded leaves are tracers
+    return jax.vmap(lambda o: _draw_core(o, plan), in_axes=(axes,))(objs)

@@ -1,0 +1,225 @@
+"""Rendering speed: jaxsky against GalSim on the same random draws, in one run.
+
+    python benchmarks/render.py [--quick] [--out benchmarks/results]
+
+For each case it draws the same random parameters with GalSim (a single-core Python loop,
+GalSim's default GSParams, as users run it) and with jaxsky (``draw_batch``: per-galaxy FFT
+plans, chunked vmap), and reports images/s, the ratio against GalSim's single-core rate
+times the number of cores, compile time (first call) separately from run time, the cost of
+``value_and_grad`` relative to the forward pass, and the per-image time at several batch
+sizes. Writes ``render-<platform>.json`` and ``render-<platform>.md``. Runs unchanged on
+CPU, GPU and TPU (GalSim always runs on the host CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import galsim
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxsky
+from jaxsky.interop import to_galsim
+from jaxsky.render.drawing import batch_flags
+
+
+def _cases(rng, b):
+    """name -> (jaxsky batched profile, nx, scale)."""
+    g = rng.uniform(0, 0.5, b)
+    phi = rng.uniform(0, np.pi, b)
+    g1, g2 = g * np.cos(2 * phi), g * np.sin(2 * phi)
+    dx, dy = rng.uniform(-0.1, 0.1, (2, b))
+    moffat = jaxsky.Moffat(rng.uniform(2, 5, b), fwhm=rng.uniform(0.5, 1.0, b))
+    hlr = rng.uniform(0.1, 1.5, b)
+    return {
+        "sersic_random_n_x_moffat_64": (
+            jaxsky.Convolve(
+                jaxsky.Sersic(rng.uniform(0.5, 6.0, b), half_light_radius=hlr)
+                .shear(g1=g1, g2=g2)
+                .shift(dx, dy),
+                moffat,
+            ),
+            64,
+            0.2,
+        ),
+        "sersic_n4_x_moffat_64": (
+            jaxsky.Convolve(
+                jaxsky.Sersic(np.full(b, 4.0), half_light_radius=hlr)
+                .shear(g1=g1, g2=g2)
+                .shift(dx, dy),
+                moffat,
+            ),
+            64,
+            0.2,
+        ),
+        # The paper's setup: Exponential(flux 1e4-1e5, r0 0.1-1.0") sheared, Gaussian PSF.
+        "paper_exponential_x_gaussian_33": (
+            jaxsky.Convolve(
+                jaxsky.Exponential(
+                    scale_radius=rng.uniform(0.1, 1.0, b), flux=rng.uniform(1e4, 1e5, b)
+                ).shear(g1=g1, g2=g2),
+                jaxsky.Gaussian(fwhm=rng.uniform(0.2, 0.4, b)),
+            ),
+            33,
+            0.2,
+        ),
+    }
+
+
+def _index(obj, i):
+    flags = batch_flags(obj)
+    leaves, tree = jax.tree_util.tree_flatten(obj)
+    return jax.tree_util.tree_unflatten(
+        tree, [np.asarray(x)[i] if f else x for x, f in zip(leaves, flags)]
+    )
+
+
+def time_galsim(obj, nx, scale, n):
+    gobjs = [to_galsim(_index(obj, i)) for i in range(n)]
+    t0 = time.perf_counter()
+    for g in gobjs:
+        g.drawImage(nx=nx, ny=nx, scale=scale)
+    return n / (time.perf_counter() - t0)
+
+
+def time_jaxsky(obj, nx, scale):
+    b = np.shape(jax.tree_util.tree_leaves(obj)[0])[0]
+    t0 = time.perf_counter()
+    jaxsky.draw_batch(obj, nx=nx, ny=nx, scale=scale).block_until_ready()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jaxsky.draw_batch(obj, nx=nx, ny=nx, scale=scale).block_until_ready()
+    return b / (time.perf_counter() - t0), first
+
+
+def grad_cost(obj, nx, scale, b=32):
+    """value_and_grad / forward time for a chi^2 over a batch drawn with one plan."""
+    sub = _index(obj, np.arange(b))
+    plan = jaxsky.make_plan(sub, nx, nx, scale)
+    axes = jaxsky.render.batch_axes(sub)
+    data = jax.vmap(
+        lambda o: jaxsky.draw(o, nx=nx, ny=nx, scale=scale, plan=plan), in_axes=(axes,)
+    )(sub)
+
+    def loss(o):
+        img = jax.vmap(
+            lambda q: jaxsky.draw(q, nx=nx, ny=nx, scale=scale, plan=plan), in_axes=(axes,)
+        )(o)
+        return jnp.sum((img - 1.01 * data) ** 2)
+
+    fwd = jax.jit(loss)
+    vg = jax.jit(jax.value_and_grad(loss))
+    res = {}
+    for name, f in (("forward", fwd), ("value_and_grad", vg)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(sub))
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(3):
+            jax.block_until_ready(f(sub))
+        res[name] = dict(per_image_s=(time.perf_counter() - t0) / 3 / b, compile_s=compile_s)
+    res["ratio"] = res["value_and_grad"]["per_image_s"] / res["forward"]["per_image_s"]
+    res["plan"] = plan._asdict()
+    return res
+
+
+def batch_scaling(obj, nx, scale, sizes):
+    """Per-image time of one compiled plan at several batch sizes (chunked draw_batch)."""
+    sub = _index(obj, np.arange(max(sizes)))
+    plan = jaxsky.make_plan(sub, nx, nx, scale)
+    out = {}
+    for bsz in sizes:
+        part = _index(sub, np.arange(bsz))
+        jaxsky.draw_batch(part, nx=nx, ny=nx, scale=scale, plan=plan).block_until_ready()
+        t0 = time.perf_counter()
+        jaxsky.draw_batch(part, nx=nx, ny=nx, scale=scale, plan=plan).block_until_ready()
+        out[bsz] = (time.perf_counter() - t0) / bsz
+    return dict(plan=plan._asdict(), per_image_s=out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small batches (CI smoke test)")
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    b, n_gs = (64, 8) if args.quick else (1024, 48)
+    rng = np.random.default_rng(args.seed)
+    cores = os.cpu_count() or 1
+    dev = jax.devices()[0]
+    result = dict(
+        jaxsky=jaxsky.__version__,
+        galsim=galsim.__version__,
+        jax=jax.__version__,
+        device=str(dev),
+        platform=dev.platform,
+        cpu_cores=cores,
+        machine=platform.machine(),
+        quick=args.quick,
+        batch=b,
+        galsim_images=n_gs,
+        cases={},
+    )
+    for name, (obj, nx, scale) in _cases(rng, b).items():
+        print(f"[bench] {name}", flush=True)
+        gs_rate = time_galsim(obj, nx, scale, n_gs)
+        jx_rate, first = time_jaxsky(obj, nx, scale)
+        case = dict(
+            nx=nx,
+            scale=scale,
+            galsim_images_per_s_1core=gs_rate,
+            jaxsky_images_per_s=jx_rate,
+            jaxsky_first_call_s=first,
+            ratio_vs_galsim_all_cores=jx_rate / (gs_rate * cores),
+        )
+        case["grad"] = grad_cost(obj, nx, scale, b=16 if args.quick else 32)
+        sizes = (8, 32) if args.quick else (8, 64, 512)
+        case["batch_scaling"] = batch_scaling(obj, nx, scale, sizes)
+        result["cases"][name] = case
+        print(
+            f"  GalSim {gs_rate:.1f}/s/core, jaxsky {jx_rate:.0f}/s "
+            f"(x{case['ratio_vs_galsim_all_cores']:.1f} vs {cores} cores), "
+            f"value_and_grad/forward {case['grad']['ratio']:.2f}",
+            flush=True,
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"render-{dev.platform}{'-quick' if args.quick else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(r):
+    lines = [
+        f"Device: {r['device']} ({r['cpu_cores']} CPU cores), jaxsky {r['jaxsky']}, "
+        f"GalSim {r['galsim']}, JAX {r['jax']}; batch {r['batch']}.",
+        "",
+        "| case | GalSim img/s (1 core) | jaxsky img/s | ratio vs GalSim x cores | "
+        "first call s | value_and_grad / forward |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in r["cases"].items():
+        lines.append(
+            f"| {name} | {c['galsim_images_per_s_1core']:.1f} | "
+            f"{c['jaxsky_images_per_s']:.0f} | {c['ratio_vs_galsim_all_cores']:.1f} | "
+            f"{c['jaxsky_first_call_s']:.1f} | {c['grad']['ratio']:.2f} |"
+        )
+    lines += ["", "Per-image time (ms) of one compiled plan vs batch size:", ""]
+    for name, c in r["cases"].items():
+        per = ", ".join(
+            f"B={k}: {v * 1e3:.2f}" for k, v in c["batch_scaling"]["per_image_s"].items()
+        )
+        lines.append(f"- {name}: {per}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ import optax
 
 import jaxsky
 
-NX, SCALE, SIGMA = 48, 0.2, 2.0
+NX, SCALE, SIGMA = 48, 0.2, 0.5
 TRUTH = dict(flux=3e3, hlr=0.7, n=2.2, g1=0.15, g2=-0.08, dx=0.04, dy=-0.03)
 
 
@@ -36,26 +36,33 @@ def to_physical(z):
     g1, g2 = jnp.tanh(z[3]), jnp.tanh(z[4])
     shrink = jnp.where(g1**2 + g2**2 < 0.81, 1.0, 0.9 / jnp.sqrt(g1**2 + g2**2 + 1e-12))
     return dict(
-        flux=jnp.exp(z[0]), hlr=jnp.exp(z[1]), n=0.3 + 5.9 * jax.nn.sigmoid(z[2]),
-        g1=g1 * shrink, g2=g2 * shrink, dx=z[5], dy=z[6],
+        flux=jnp.exp(z[0]),
+        hlr=jnp.exp(z[1]),
+        n=0.3 + 5.9 * jax.nn.sigmoid(z[2]),
+        g1=g1 * shrink,
+        g2=g2 * shrink,
+        dx=z[5],
+        dy=z[6],
     )
 
 
 def model(p, plan):
     gal = jaxsky.Sersic(p["n"], half_light_radius=p["hlr"], flux=p["flux"])
     gal = gal.shear(g1=p["g1"], g2=p["g2"]).shift(p["dx"], p["dy"])
-    return jaxsky.draw(jaxsky.Convolve(gal, jaxsky.Moffat(3.0, fwhm=0.7)), nx=NX, ny=NX,
-                       scale=SCALE, plan=plan)
+    return jaxsky.draw(
+        jaxsky.Convolve(gal, jaxsky.Moffat(3.0, fwhm=0.7)), nx=NX, ny=NX, scale=SCALE, plan=plan
+    )
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=500)
     args = ap.parse_args(argv)
     data = observe()
     # One static plan for the whole fit, made from a generous example galaxy.
-    example = jaxsky.Convolve(jaxsky.Sersic(6.0, half_light_radius=1.5, flux=1.0),
-                              jaxsky.Moffat(3.0, fwhm=0.7))
+    example = jaxsky.Convolve(
+        jaxsky.Sersic(6.0, half_light_radius=1.5, flux=1.0), jaxsky.Moffat(3.0, fwhm=0.7)
+    )
     plan = jaxsky.make_plan(example, NX, NX, SCALE)
 
     @jax.jit

@@ -1,6 +1,6 @@
 """Render a gallery of galaxies with jaxsky next to GalSim and save it as a PNG.
 
-    python examples/render_gallery.py --out gallery.png
+python examples/render_gallery.py --out gallery.png
 """
 
 from __future__ import annotations

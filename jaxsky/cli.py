@@ -15,8 +15,13 @@ class UserError(Exception):
 def _demo(args):
     from jaxsky.demo import run_demo
 
-    run_demo(args.out, overwrite=args.overwrite, n_galaxies=args.n_galaxies, seed=args.seed,
-             quick=args.quick)
+    run_demo(
+        args.out,
+        overwrite=args.overwrite,
+        n_galaxies=args.n_galaxies,
+        seed=args.seed,
+        quick=args.quick,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

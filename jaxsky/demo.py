@@ -150,8 +150,9 @@ def run_demo(out="jaxsky-demo", *, overwrite=False, n_galaxies=20, seed=0, quick
                 max_err_over_peak=float(errs.max()),
                 max_rel_flux_err=float(dfl.max()),
             )
-        _say("gradients vs GalSim finite differences")
-        grads = _gradient_check()
+        _say("gradients vs GalSim finite differences (float64)")
+        with jax.enable_x64(True):
+            grads = _gradient_check()
         _say("speed: random-n Sersic x Moffat 64x64")
         speed = _speed(seed, n_jax=64, n_galsim=4) if quick else _speed(seed)
         summary = dict(

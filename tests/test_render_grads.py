@@ -128,3 +128,17 @@ def test_exponential_gaussian_grads(x64):
         return jnp.sum(jaxsky.draw(obj, nx=NX, ny=NX, scale=SCALE, plan=plan) * weights())
 
     check_grads(f, (0.4, 0.3, 0.3), order=1, modes=["fwd", "rev"], eps=1e-4)
+
+
+@pytest.mark.parametrize("n", [0.3, 1.0, 3.25, 6.2])
+@pytest.mark.parametrize("beta", [1.1 + 1e-4, 3.0, 10.0])
+def test_float32_gradients_finite_on_table_nodes(n, beta):
+    """Default precision, parameters exactly on table nodes and at the ends (regression)."""
+    plan = plan_for(P0)
+
+    def f(n, beta):
+        p = dict(P0, n=n, beta=beta)
+        return jnp.sum(jaxsky.draw(build(p), nx=NX, ny=NX, scale=SCALE, plan=plan))
+
+    gn, gb = jax.grad(f, argnums=(0, 1))(jnp.float32(n), jnp.float32(beta))
+    assert np.isfinite(float(gn)) and np.isfinite(float(gb))

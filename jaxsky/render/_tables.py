@@ -97,9 +97,9 @@ def slice_p(tab: FTTable, p):
 def eval_u(tab: FTTable, f, fu, u, high_slope=None):
     """Evaluate the 1-D spline (f, fu on the u-grid) at ``u`` (any shape).
 
-    Below the grid, 1 - F is continued as a power law in k matching value and slope
-    (the small-k behaviour 1 - F ~ k^2 for finite second moments, ~ k^(2 nu) for Moffat
-    with beta < 2). Above the grid, F is continued as ``F_last (k / k_last)^high_slope``
+    Below the grid, 1 - F is continued as ~ k^2 (finite second moment; for Moffat with
+    beta < 2 the true law is k^(2 beta - 2), a negligible difference at k r < 5e-5).
+    Above the grid, F is continued as ``F_last (k / k_last)^high_slope``
     (``high_slope=None``: zero, for transforms that decay exponentially).
     """
     u_last = tab.u0 + (tab.n_u - 1) * tab.du
@@ -117,10 +117,10 @@ def eval_u(tab: FTTable, f, fu, u, high_slope=None):
     c = coef[j]
     inner = c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))
 
-    # Low-k continuation: 1 - F = (1 - f0) exp(s (u - u0)), s = -f'(u0) / (1 - f0).
-    one_minus = jnp.maximum(1.0 - f[0], jnp.finfo(f.dtype).tiny)
-    s = -fu[0] / one_minus
-    low = 1.0 - one_minus * jnp.exp(s * jnp.minimum(u - tab.u0, 0.0))
+    # Low-k continuation (k r < e^u0 ~ 5e-5, only ever reached for tiny profiles):
+    # 1 - F = (1 - f0) (k / k0)^2, the k^2 law of a finite second moment. A fixed slope keeps
+    # the gradient finite even where 1 - f0 rounds to 0 in float32.
+    low = 1.0 - (1.0 - f[0]) * jnp.exp(2.0 * jnp.minimum(u - tab.u0, 0.0))
     out = jnp.where(u < tab.u0, low, inner)
     if high_slope is None:
         return jnp.where(u > u_last, 0.0, out)

@@ -55,8 +55,8 @@ class GSParams(NamedTuple):
     max_k_fold: largest number of Nyquist zones folded per axis; capped with a warning.
     """
 
-    alias_threshold: float = 3e-5
-    alias_flux_threshold: float = 3e-5
+    alias_threshold: float = 1e-5
+    alias_flux_threshold: float = 1e-5
     maxk_threshold: float = 1e-5
     far_field_error: float = 1.0
     alias_rings: int = 3
@@ -413,9 +413,11 @@ def draw_batch(
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
     for gplan, idx in groups.items():
-        for start in range(0, len(idx), chunk_size):
-            sel = idx[start : start + chunk_size]
-            pad = np.concatenate([sel, np.full(chunk_size - len(sel), sel[-1])])
+        # Small groups use a smaller power-of-two chunk (less padding, a few more programs).
+        chunk = min(chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))))
+        for start in range(0, len(idx), chunk):
+            sel = idx[start : start + chunk]
+            pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
             sub = [np.asarray(x)[pad] if f else x for x, f in zip(leaves, flags)]
             imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
             out[sel] = np.asarray(imgs)[: len(sel)]

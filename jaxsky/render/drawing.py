@@ -143,41 +143,48 @@ def plan_sizes(obj, nx, ny, scale, gsparams=None):
     ``ok`` is False where the caps in ``gsparams`` were hit.
     """
     gsp = gsparams or GSParams()
-    cand = _good_sizes(max(nx, ny), gsp.max_fft_size)
-    period = cand * scale  # (C,)
+    cand = _SIZE_CLASSES[(_SIZE_CLASSES >= max(nx, ny)) & (_SIZE_CLASSES <= gsp.max_fft_size)]
+    cand = np.unique(np.concatenate([[good_fft_size(max(nx, ny))], cand]))
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
     js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
-    corrected = np.max(np.abs(js), axis=1) <= gsp.alias_rings
-    size2 = np.asarray(obj._size2_np(), float).reshape(1, 1, -1)
+    corrected = (np.max(np.abs(js), axis=1) <= gsp.alias_rings)[:, None]
+    size2 = np.asarray(obj._size2_np(), float).reshape(-1)
     flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
-
-    def residual_alias(px, py):
-        """Wrap-around SB left after the correction, seen from stamp point(s) (px, py)."""
-        d = np.hypot(np.abs(js[:, :1] * period - px), np.abs(js[:, 1:] * period - py))  # (80, C)
-        sb = np.asarray(obj._sb_np(d.reshape(-1, 1), True)).reshape(len(js), len(cand), -1)
-        # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
-        eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12)[:, :, None] ** 2)
-        weight = np.where(corrected[:, None, None], eps, 1.0)
-        return (weight * sb).sum(axis=0)  # (C, B)
-
     with np.errstate(all="ignore"):
-        far = 4.5 * period[:, None] - max(cx, cy)
-        beyond = flux * np.clip(1.0 - obj._enclosed_np(far), 0, 1) / period[:, None] ** 2
-        # Peak: each copy at its closest approach to the stamp (an upper bound).
-        worst = residual_alias(cx * np.sign(js[:, :1]), cy * np.sign(js[:, 1:]))
-        # Flux: the mean over a 5 x 5 grid of stamp points.
-        grid = [
-            (a * cx, b * cy) for a in (-0.8, -0.4, 0, 0.4, 0.8) for b in (-0.8, -0.4, 0, 0.4, 0.8)
-        ]
-        mean = sum(residual_alias(gx, gy) for gx, gy in grid) / len(grid)
         peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
         stamp_flux = flux * np.asarray(obj._enclosed_np(np.array([[min(cx, cy)]]))).reshape(-1)
-        good = ((worst + beyond) <= gsp.alias_threshold * peak) & (
-            (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
-        )
-    first = np.argmax(good, axis=0)
-    fits = good.any(axis=0)
-    n_fft = np.where(fits, cand[first], cand[-1])
+    grid = [(a * cx, b * cy) for a in (-0.7, 0, 0.7) for b in (-0.7, 0, 0.7)]
+
+    def residual(period, px, py):
+        """Wrap-around SB left after the correction, seen from stamp point (px, py)."""
+        d = np.hypot(np.abs(js[:, :1] * period - px), np.abs(js[:, 1:] * period - py))  # (80, B)
+        sb = np.asarray(obj._sb_np(d, True))
+        # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
+        eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12) ** 2)
+        return (np.where(corrected, eps, 1.0) * sb).sum(axis=0)
+
+    def ok(period):
+        with np.errstate(all="ignore"):
+            far = 4.5 * period - max(cx, cy)
+            beyond = flux * np.clip(1.0 - np.asarray(obj._enclosed_np(far)), 0, 1) / period**2
+            # Peak: each copy at its closest approach to the stamp (an upper bound).
+            worst = residual(period, cx * np.sign(js[:, :1]), cy * np.sign(js[:, 1:]))
+            # Flux: the mean over a 3 x 3 grid of stamp points.
+            mean = sum(residual(period, gx, gy) for gx, gy in grid) / len(grid)
+            return ((worst + beyond) <= gsp.alias_threshold * peak) & (
+                (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
+            )
+
+    # The residual falls with the period: bisect over the candidate sizes, per profile.
+    nb = max(len(peak), len(size2), len(flux))
+    lo, hi = np.zeros(nb, int), np.full(nb, len(cand) - 1)
+    fits = ok(np.broadcast_to(cand[hi] * scale, (nb,)))
+    for _ in range(int(np.ceil(np.log2(len(cand)))) + 1):
+        mid = (lo + hi) // 2
+        good = ok(cand[mid] * scale)
+        hi = np.where(good, mid, hi)
+        lo = np.where(good, lo, np.minimum(mid + 1, hi))
+    n_fft = cand[hi]
     maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)
     k_fold = np.maximum(1, np.ceil(maxk * scale / math.pi)).astype(int)
     k_ok = k_fold <= gsp.max_k_fold

@@ -66,22 +66,19 @@ class Transformation(GSObject):
         phase = jnp.exp(-1j * kx * self.offset[0]) * jnp.exp(-1j * ky * self.offset[1])
         return (self.flux_ratio * self._det()) * phase * self.obj.kvalue(kxp, kyp)
 
+    def _pull_back(self, x, y):
+        """J^-1 (x - x0): where the untransformed profile is evaluated."""
+        j = self.jac
+        det = j[0, 0] * j[1, 1] - j[0, 1] * j[1, 0]
+        xs, ys = x - self.offset[0], y - self.offset[1]
+        return (j[1, 1] * xs - j[0, 1] * ys) / det, (-j[1, 0] * xs + j[0, 0] * ys) / det
+
     def xvalue(self, x, y):
         """Surface brightness at (x, y) arcsec: r I(J^-1 (x - x0))."""
-        j = self.jac
-        det = j[0, 0] * j[1, 1] - j[0, 1] * j[1, 0]
-        xs, ys = x - self.offset[0], y - self.offset[1]
-        xi = (j[1, 1] * xs - j[0, 1] * ys) / det
-        yi = (-j[1, 0] * xs + j[0, 0] * ys) / det
-        return self.flux_ratio * self.obj.xvalue(xi, yi)
+        return self.flux_ratio * self.obj.xvalue(*self._pull_back(x, y))
 
     def far_xvalue(self, x, y):
-        j = self.jac
-        det = j[0, 0] * j[1, 1] - j[0, 1] * j[1, 0]
-        xs, ys = x - self.offset[0], y - self.offset[1]
-        xi = (j[1, 1] * xs - j[0, 1] * ys) / det
-        yi = (-j[1, 0] * xs + j[0, 0] * ys) / det
-        return self.flux_ratio * self.obj.far_xvalue(xi, yi)
+        return self.flux_ratio * self.obj.far_xvalue(*self._pull_back(x, y))
 
     def _singular_values(self):
         return np.linalg.svd(np.asarray(self.jac, float), compute_uv=False)

@@ -44,6 +44,7 @@ def atomic_write_bytes(path, data: bytes, *, overwrite: bool = False) -> None:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

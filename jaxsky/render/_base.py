@@ -98,11 +98,6 @@ class GSObject:
         """Concrete fraction of the flux within radius ``r`` (numpy, for planning)."""
         raise NotImplementedError
 
-    @property
-    def _has_psf_like_cutoff(self) -> bool:
-        """True when the transform decays exponentially (Gaussian, Moffat) so k-space is compact."""
-        return False
-
     # ----------------------------------------------------------------- transforms
     def transform(self, dudx, dudy, dvdx, dvdy):
         """Linear distortion with Jacobian ``[[dudx, dudy], [dvdx, dvdy]]``.

@@ -59,10 +59,6 @@ class Add(GSObject):
         fl = [np.abs(np.asarray(o.flux, float)) for o in self.objs]
         return sum(f * o._enclosed_np(r) for f, o in zip(fl, self.objs)) / sum(fl)
 
-    @property
-    def _has_psf_like_cutoff(self):
-        return all(o._has_psf_like_cutoff for o in self.objs)
-
 
 Sum = Add
 
@@ -111,10 +107,6 @@ class Convolution(GSObject):
 
     def _enclosed_np(self, r):
         return 1.0 - sum(1.0 - o._enclosed_np(r) for o in self.objs)
-
-    @property
-    def _has_psf_like_cutoff(self):
-        return any(o._has_psf_like_cutoff for o in self.objs)
 
 
 def Convolve(*objs):  # noqa: N802  (GalSim's spelling)

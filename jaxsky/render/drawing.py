@@ -109,14 +109,6 @@ _SIZE_CLASSES = np.array(
 )
 
 
-def _good_sizes(lo: int, hi: int) -> np.ndarray:
-    out, n = [], good_fft_size(lo)
-    while n <= hi:
-        out.append(n)
-        n = good_fft_size(n + 1)
-    return np.array(out)
-
-
 def _peak_sb(obj, scale):
     """Estimate of the stamp's peak surface brightness (for relative error budgets)."""
     from jaxsky.render.compound import Convolution

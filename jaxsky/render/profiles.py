@@ -116,10 +116,6 @@ class Gaussian(_Radial):
     def _enclosed_np(self, r):
         return -np.expm1(-0.5 * r * r / np.asarray(self.sigma, float) ** 2)
 
-    @property
-    def _has_psf_like_cutoff(self):
-        return True
-
 
 # --------------------------------------------------------------------------- Exponential
 class Exponential(_Radial):
@@ -326,10 +322,6 @@ class Moffat(_Radial):
         # Enclosed flux: 1 - (1 + r^2/r_d^2)^(1 - beta).
         beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
         return 1.0 - (1 + (r / rd) ** 2) ** (1.0 - beta)
-
-    @property
-    def _has_psf_like_cutoff(self):
-        return True
 
 
 def _table_maxk(name, p, threshold, tail=None):

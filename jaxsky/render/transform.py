@@ -104,7 +104,3 @@ class Transformation(GSObject):
     def _enclosed_np(self, r):
         sv = self._singular_values()
         return self.obj._enclosed_np(np.maximum(r - self._shift_np(), 0.0) / sv[..., 0])
-
-    @property
-    def _has_psf_like_cutoff(self):
-        return self.obj._has_psf_like_cutoff

@@ -9,7 +9,6 @@ from jaxsky.render.drawing import (
     batch_axes,
     draw,
     draw_batch,
-    good_fft_size,
     make_plan,
     plan_sizes,
 )
@@ -45,7 +44,6 @@ __all__ = [
     "batch_axes",
     "plan_sizes",
     "make_plan",
-    "good_fft_size",
     "sersic_b",
     "SERSIC_N_RANGE",
     "MOFFAT_BETA_RANGE",

@@ -34,7 +34,6 @@ __all__ = [
     "draw",
     "draw_batch",
     "batch_axes",
-    "good_fft_size",
 ]
 
 _METHODS = ("auto", "fft", "no_pixel")
@@ -76,34 +75,13 @@ class DrawPlan(NamedTuple):
     alias_rings: int = 3
 
 
-def good_fft_size(n: int) -> int:
-    """Smallest even 2^a 3^b 5^c >= n (sizes the FFT libraries handle fastest)."""
-    n = max(int(n), 2)
-    best = None
-    for a in range(0, 30):
-        pa = 2**a
-        if pa >= 2 * n * 2:
-            break
-        for b in range(0, 20):
-            pb = pa * 3**b
-            if pb >= 2 * n * 2:
-                break
-            for c in range(0, 14):
-                v = pb * 5**c
-                if v >= n and v % 2 == 0 and (best is None or v < best):
-                    best = v
-                if v >= n:
-                    break
-    return best
-
-
 def _check_method(method):
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not one of {_METHODS}")
 
 
-# FFT sizes 2^a 3^b (steps of ~12%): plans are rounded up to these so that few distinct
-# programs get compiled.
+# FFT sizes 2^a 3^b with a >= 1 (even, steps of ~12%, fast for FFT libraries): plans use
+# only these, so that few distinct programs get compiled.
 _SIZE_CLASSES = np.array(
     sorted({2**a * 3**b for a in range(1, 15) for b in range(0, 9) if 2**a * 3**b <= 2**15})
 )
@@ -127,16 +105,18 @@ def _peak_sb(obj, scale):
 def plan_sizes(obj, nx, ny, scale, gsparams=None):
     """Per-profile static sizes: (n_fft, k_fold, ok) arrays over the batch (or scalars).
 
-    ``n_fft`` is the smallest FFT period (pixels) whose wrap-around light -- the 24 nearest
-    periodic copies, each at its closest approach to the stamp, evaluated from the profile's
-    real-space wings, plus the flux beyond --
-    stays below ``alias_threshold`` of the peak pixel and ``alias_flux_threshold`` of the
-    stamp flux. ``k_fold`` covers wave-numbers out to where ``|F| / flux < maxk_threshold``.
+    ``n_fft`` is the smallest FFT period (pixels, one of the size classes) whose wrap-around
+    light stays below ``alias_threshold`` of the peak pixel and ``alias_flux_threshold`` of
+    the stamp flux. That light is estimated from the profile's real-space wings at the 80
+    nearest periodic copies (the ``alias_rings`` nearest rings counted only by the error of
+    the far-field correction that :func:`draw` subtracts) plus the flux beyond them.
+    ``k_fold`` covers wave-numbers out to where ``|F| / flux < maxk_threshold``.
     ``ok`` is False where the caps in ``gsparams`` were hit.
     """
     gsp = gsparams or GSParams()
-    cand = _SIZE_CLASSES[(_SIZE_CLASSES >= max(nx, ny)) & (_SIZE_CLASSES <= gsp.max_fft_size)]
-    cand = np.unique(np.concatenate([[good_fft_size(max(nx, ny))], cand]))
+    # Candidate periods: the size classes from the stamp up to the cap (at least one).
+    above = _SIZE_CLASSES[_SIZE_CLASSES >= max(nx, ny)]
+    cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
     js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
     corrected = (np.max(np.abs(js), axis=1) <= gsp.alias_rings)[:, None]
@@ -208,12 +188,11 @@ def make_plan(
         )
     n_fft, k_fold, ok = plan_sizes(obj, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
-    n_fft = int(_SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, n_fft.max())])
     return DrawPlan(
         nx=nx,
         ny=ny,
         scale=scale,
-        n_fft=n_fft,
+        n_fft=int(n_fft.max()),
         k_fold=int(k_fold.max()),
         pixel=method != "no_pixel",
         alias_rings=(gsparams or GSParams()).alias_rings,
@@ -245,7 +224,7 @@ def _fold(a, n, axis):
 @functools.partial(jax.jit, static_argnums=1)
 def _draw_core(obj, plan: DrawPlan):
     n, kf, p = plan.n_fft, plan.k_fold, plan.scale
-    m = kf * n  # n is even (good_fft_size), so m is even
+    m = kf * n  # n is even (a size class), so m is even
     h = m // 2
     dtype = jnp.result_type(float)
     dk = 2.0 * jnp.pi / (n * p)
@@ -429,11 +408,10 @@ def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
     _warn_caps(ok, gsparams)
     n_fft = np.broadcast_to(n_fft, (nbatch,))
     k_fold = np.broadcast_to(k_fold, (nbatch,))
-    # A class with fewer than ``min_group`` galaxies joins the next larger one.
-    n_cls = _SIZE_CLASSES[np.searchsorted(_SIZE_CLASSES, n_fft)]
+    # A size class with fewer than ``min_group`` galaxies joins the next larger one.
     merged = []
     for kf in np.unique(k_fold):
-        members = [(c, np.flatnonzero((n_cls == c) & (k_fold == kf))) for c in np.unique(n_cls)]
+        members = [(c, np.flatnonzero((n_fft == c) & (k_fold == kf))) for c in np.unique(n_fft)]
         members = [(c, idx) for c, idx in members if len(idx)]
         carry = np.array([], dtype=int)
         for i, (c, idx) in enumerate(members):

@@ -180,11 +180,11 @@ def _sersic_b_jvp(primals, tangents):
     a = 2.0 * n
     # Implicit function theorem on P(a, b) = 1/2 with a = 2n.
     dp_db = jnp.exp((a - 1.0) * jnp.log(b) - b - gammaln(a))
-    dp_da = jax.grad(gammainc, argnums=0)(a, b) if jnp.ndim(n) == 0 else _vgrad_a(a, b)
+    dp_da = _grad_a(a, b)
     return b, -2.0 * dp_da / dp_db * dn
 
 
-_vgrad_a = jnp.vectorize(jax.grad(gammainc, argnums=0))
+_grad_a = jnp.vectorize(jax.grad(gammainc, argnums=0))  # d P(a, b) / da, any batch shape
 
 
 def _check_n(n):

@@ -14,7 +14,7 @@ from jaxsky.render._base import GSObject
 from jaxsky.render.compound import Add, Convolution
 from jaxsky.render.transform import Transformation
 
-__all__ = ["to_galsim", "from_galsim", "TIGHT_GSPARAMS"]
+__all__ = ["to_galsim", "from_galsim", "to_interpolated_image", "TIGHT_GSPARAMS"]
 
 #: The reference accuracy used in jaxsky's tests (issue 2): tighter than GalSim's defaults.
 TIGHT_GSPARAMS = galsim.GSParams(folding_threshold=1e-4, maxk_threshold=1e-5, kvalue_accuracy=1e-7)
@@ -92,3 +92,35 @@ def from_galsim(obj: galsim.GSObject) -> GSObject:
     if isinstance(obj, galsim.Convolution):
         return Convolution([from_galsim(o) for o in obj.obj_list])
     raise TypeError(f"GalSim type {type(obj).__name__} has no jaxsky equivalent yet")
+
+
+def to_interpolated_image(
+    image, *, scale: float, flux: float | None = None, x_interpolant: str = "quintic"
+) -> galsim.InterpolatedImage:
+    """An emulated or rendered stamp as a ``galsim.InterpolatedImage`` for GalSim scenes.
+
+    Args:
+        image: float[ny, nx] flux per pixel (e.g. one ``Emulator.predict`` output), centred on
+            the stamp's true centre as jaxsky and GalSim draw it.
+        scale: pixel scale in arcsec/pixel.
+        flux: total flux to normalise to (default: the image sum).
+        x_interpolant: GalSim interpolant name.
+
+    The stamp already contains the pixel response, so draw the result in GalSim with
+    ``method="no_pixel"`` to avoid applying it twice.
+    """
+    arr = np.asarray(image, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"image must be 2-d (ny, nx), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("image contains NaN or infinite values")
+    if not float(scale) > 0:
+        raise ValueError(f"scale={scale} is outside the allowed range (0, inf) arcsec/pixel")
+    total = float(arr.sum()) if flux is None else float(flux)
+    if not np.isfinite(total) or total == 0:
+        raise ValueError(f"flux={total} must be finite and non-zero")
+    return galsim.InterpolatedImage(
+        galsim.Image(arr, scale=float(scale)),
+        flux=total,
+        x_interpolant=x_interpolant,
+    )

@@ -41,6 +41,8 @@ class Dataset:
         noise_seeds: int64[N] seed of each image's noise realisation (see :meth:`noisy`).
         split_of: int8[N] 0/1/2 for train/val/test.
         meta: JSON-able provenance: preset, survey, config, seed, package versions.
+        rows: int64[N] catalogue row of each image (-1 for analytic presets), or None.
+        extra: name -> float64[N] further per-image design inputs that are not conditions.
     """
 
     images: Any
@@ -54,6 +56,8 @@ class Dataset:
     noise_seeds: np.ndarray | None = None
     split_of: np.ndarray | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rows: np.ndarray | None = None
+    extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -162,6 +166,8 @@ class Dataset:
             noise_sigma=None if self.noise_sigma is None else self.noise_sigma[idx],
             noise_seeds=None if self.noise_seeds is None else self.noise_seeds[idx],
             split_of=None if self.split_of is None else self.split_of[idx],
+            rows=None if self.rows is None else self.rows[idx],
+            extra={k: np.asarray(v)[idx] for k, v in self.extra.items()},
         )
 
     def split(self, name: str) -> Dataset:

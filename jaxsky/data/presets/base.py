@@ -58,6 +58,11 @@ class Survey:
         psf_beta: Moffat beta (ignored for other families).
         noise_sigma: sky-noise standard deviation per pixel, in the image's flux units.
         sources: citations for the numbers.
+        obscuration: linear central obscuration of the aperture (``"airy"`` PSFs).
+        band: the band the numbers refer to.
+        sky_brightness: sky surface brightness, AB mag/arcsec^2 (0 if not used).
+        zeropoint: AB magnitude giving 1 electron/s.
+        exposure_time: full-depth exposure, seconds.
     """
 
     name: str
@@ -69,6 +74,18 @@ class Survey:
     noise_sigma: float = 0.0
     description: str = ""
     sources: tuple[str, ...] = ()
+    obscuration: float = 0.0
+    band: str = ""
+    sky_brightness: float = 0.0
+    zeropoint: float = 0.0
+    exposure_time: float = 0.0
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description stored with every data set made under this survey."""
+        out = dataclasses.asdict(self)
+        out["psf_fwhm"] = list(self.psf_fwhm)
+        out["sources"] = list(self.sources)
+        return out
 
 
 class Preset(abc.ABC):

@@ -1,30 +1,14 @@
-"""jaxsky: differentiable, fast galaxy images in JAX, validated against GalSim."""
+"""jaxsky: differentiable, fast galaxy images in JAX, validated against GalSim.
 
-from jaxsky.render import (
-    MOFFAT_BETA_RANGE,
-    SERSIC_N_RANGE,
-    Add,
-    Convolution,
-    Convolve,
-    DeVaucouleurs,
-    DrawPlan,
-    Exponential,
-    Gaussian,
-    GSObject,
-    GSParams,
-    Moffat,
-    Sersic,
-    Sum,
-    Transformation,
-    checked,
-    draw,
-    draw_batch,
-    make_plan,
-)
+The renderer's names (``jaxsky.Sersic``, ``jaxsky.draw`` ...) are imported on first use, so
+that ``import jaxsky.data`` in a data-generation worker process does not pay for JAX.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
+_RENDER_NAMES = (
     "GSObject",
     "Gaussian",
     "Exponential",
@@ -44,5 +28,18 @@ __all__ = [
     "make_plan",
     "SERSIC_N_RANGE",
     "MOFFAT_BETA_RANGE",
-    "__version__",
-]
+)
+
+__all__ = [*_RENDER_NAMES, "__version__"]
+
+
+def __getattr__(name):
+    if name in _RENDER_NAMES:
+        value = getattr(importlib.import_module("jaxsky.render"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxsky' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -141,3 +141,10 @@ def test_holdout_stream():
     a = simulate("paper", 4, seed=5)
     b = simulate("paper", 4, seed=5, stream=1)
     assert not np.isin(a.params, b.params).any()
+
+
+def test_jax_free_sersic_range_matches_renderer():
+    from jaxsky.data.presets import analytic
+    from jaxsky.render import SERSIC_N_RANGE
+
+    assert tuple(analytic.SERSIC_N_RANGE) == tuple(SERSIC_N_RANGE)

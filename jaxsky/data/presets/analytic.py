@@ -26,7 +26,10 @@ import numpy as np
 
 from jaxsky.data.design import Param, disc_from_unit, index_seeds, scale_to_ranges, unit_design
 from jaxsky.data.presets.base import Design, Preset, SimResult, Survey
-from jaxsky.render.profiles import SERSIC_N_RANGE
+
+# Same as jaxsky.render.SERSIC_N_RANGE (GalSim's Sersic range), kept here so that data-generation
+# workers do not import JAX; tests/test_data_presets.py checks that the two agree.
+SERSIC_N_RANGE = (0.3, 6.2)
 
 __all__ = [
     "airy_fwhm_unit",

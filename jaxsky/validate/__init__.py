@@ -1,0 +1,38 @@
+"""Independent validation: adaptive moments, HSM, morphology, shear bias, metrics and reports."""
+
+from jaxsky.validate.hsm import HSMResult, hsm_moments, hsm_shear
+from jaxsky.validate.moments import Moments, adaptive_moments, batch_adaptive_moments, e_to_g
+from jaxsky.validate.morphology import batch_morphology, morphology
+from jaxsky.validate.refit import SersicFit, sersic_model, sersic_refit
+from jaxsky.validate.report import compare, evaluate, learning_curve, measure
+from jaxsky.validate.shear import (
+    ShearCalibration,
+    compare_shear_calibration,
+    compose_shear,
+    param_shear_renderer,
+    shear_calibration,
+)
+
+__all__ = [
+    "Moments",
+    "adaptive_moments",
+    "batch_adaptive_moments",
+    "e_to_g",
+    "HSMResult",
+    "hsm_moments",
+    "hsm_shear",
+    "morphology",
+    "batch_morphology",
+    "SersicFit",
+    "sersic_refit",
+    "sersic_model",
+    "ShearCalibration",
+    "shear_calibration",
+    "compare_shear_calibration",
+    "compose_shear",
+    "param_shear_renderer",
+    "measure",
+    "evaluate",
+    "compare",
+    "learning_curve",
+]

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxsky.render._base import GSObject
 from jaxsky.render._checks import check_int, check_static_positive, is_concrete
+from jaxsky.render._planning import GSParams, plan_sizes, plan_sizes_rings
 
 __all__ = [
     "DrawPlan",
@@ -37,30 +38,6 @@ __all__ = [
 ]
 
 _METHODS = ("auto", "fft", "no_pixel")
-
-
-class GSParams(NamedTuple):
-    """Accuracy knobs for planning the static FFT sizes (jaxsky's own meanings).
-
-    alias_threshold: light from the periodic copies of the profile (FFT wrap-around) allowed
-      in any stamp pixel, as a fraction of the stamp's peak.
-    alias_flux_threshold: the same light summed over the stamp, as a fraction of its flux.
-    maxk_threshold: |F(k)| / flux below which wave-numbers are dropped (GalSim's meaning).
-    far_field_error: coefficient k of the assumed relative error k (size / distance)^2 of the
-      real-space (far-field) estimate of the wrap-around light from the nearest periodic
-      copies, which :func:`draw` subtracts (size: the profile's summed squared sizes).
-    alias_rings: how many rings of periodic copies (8, 24, 48 copies for 1, 2, 3) to subtract.
-    max_fft_size: largest FFT period in pixels; larger needs are capped with a warning.
-    max_k_fold: largest number of Nyquist zones folded per axis; capped with a warning.
-    """
-
-    alias_threshold: float = 1e-5
-    alias_flux_threshold: float = 1e-5
-    maxk_threshold: float = 1e-5
-    far_field_error: float = 1.0
-    alias_rings: int = 3
-    max_fft_size: int = 4096
-    max_k_fold: int = 16
 
 
 class DrawPlan(NamedTuple):
@@ -78,90 +55,6 @@ class DrawPlan(NamedTuple):
 def _check_method(method):
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not one of {_METHODS}")
-
-
-# FFT sizes 2^a 3^b with a >= 1 (even, steps of ~12%, fast for FFT libraries): plans use
-# only these, so that few distinct programs get compiled.
-_SIZE_CLASSES = np.array(
-    sorted({2**a * 3**b for a in range(1, 15) for b in range(0, 9) if 2**a * 3**b <= 2**15})
-)
-
-
-def _peak_sb(obj, scale):
-    """Estimate of the stamp's peak surface brightness (for relative error budgets)."""
-    from jaxsky.render.compound import Convolution
-
-    if isinstance(obj, Convolution):
-        a, rest = obj.objs[0], obj.objs[1:]
-        b = rest[0] if len(rest) == 1 else Convolution(list(rest))
-        # (A * B)(0) = int A(y) B(y) d^2y for a symmetric B, on circularised profiles.
-        r = np.geomspace(1e-6, 1e4, 1200)[:, None]
-        integrand = a._sb_np(r, False) * b._sb_np(r, False) * 2 * np.pi * r * r
-        return np.trapezoid(integrand, np.log(r[:, 0]), axis=0)
-    rp = scale / math.sqrt(math.pi)  # disk with the area of one pixel
-    return np.abs(np.asarray(obj.flux, float)) * obj._enclosed_np(rp) / (math.pi * rp * rp)
-
-
-def plan_sizes(obj, nx, ny, scale, gsparams=None):
-    """Per-profile static sizes: (n_fft, k_fold, ok) arrays over the batch (or scalars).
-
-    ``n_fft`` is the smallest FFT period (pixels, one of the size classes) whose wrap-around
-    light stays below ``alias_threshold`` of the peak pixel and ``alias_flux_threshold`` of
-    the stamp flux. That light is estimated from the profile's real-space wings at the 80
-    nearest periodic copies (the ``alias_rings`` nearest rings counted only by the error of
-    the far-field correction that :func:`draw` subtracts) plus the flux beyond them.
-    ``k_fold`` covers wave-numbers out to where ``|F| / flux < maxk_threshold``.
-    ``ok`` is False where the caps in ``gsparams`` were hit.
-    """
-    gsp = gsparams or GSParams()
-    # Candidate periods: the size classes from the stamp up to the cap (at least one).
-    above = _SIZE_CLASSES[_SIZE_CLASSES >= max(nx, ny)]
-    cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
-    cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
-    js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
-    corrected = (np.max(np.abs(js), axis=1) <= gsp.alias_rings)[:, None]
-    size2 = np.asarray(obj._size2_np(), float).reshape(-1)
-    flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
-    with np.errstate(all="ignore"):
-        peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
-        stamp_flux = flux * np.asarray(obj._enclosed_np(np.array([[min(cx, cy)]]))).reshape(-1)
-    grid = [(a * cx, b * cy) for a in (-0.7, 0, 0.7) for b in (-0.7, 0, 0.7)]
-
-    def residual(period, px, py):
-        """Wrap-around SB left after the correction, seen from stamp point (px, py)."""
-        d = np.hypot(np.abs(js[:, :1] * period - px), np.abs(js[:, 1:] * period - py))  # (80, B)
-        sb = np.asarray(obj._sb_np(d, True))
-        # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
-        eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12) ** 2)
-        return (np.where(corrected, eps, 1.0) * sb).sum(axis=0)
-
-    def ok(period):
-        with np.errstate(all="ignore"):
-            far = 4.5 * period - max(cx, cy)
-            beyond = flux * np.clip(1.0 - np.asarray(obj._enclosed_np(far)), 0, 1) / period**2
-            # Peak: each copy at its closest approach to the stamp (an upper bound).
-            worst = residual(period, cx * np.sign(js[:, :1]), cy * np.sign(js[:, 1:]))
-            # Flux: the mean over a 3 x 3 grid of stamp points.
-            mean = sum(residual(period, gx, gy) for gx, gy in grid) / len(grid)
-            return ((worst + beyond) <= gsp.alias_threshold * peak) & (
-                (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
-            )
-
-    # The residual falls with the period: bisect over the candidate sizes, per profile.
-    nb = max(len(peak), len(size2), len(flux))
-    lo, hi = np.zeros(nb, int), np.full(nb, len(cand) - 1)
-    fits = ok(np.broadcast_to(cand[hi] * scale, (nb,)))
-    for _ in range(int(np.ceil(np.log2(len(cand)))) + 1):
-        mid = (lo + hi) // 2
-        good = ok(cand[mid] * scale)
-        hi = np.where(good, mid, hi)
-        lo = np.where(good, lo, np.minimum(mid + 1, hi))
-    n_fft = cand[hi]
-    maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)
-    k_fold = np.maximum(1, np.ceil(maxk * scale / math.pi)).astype(int)
-    k_ok = k_fold <= gsp.max_k_fold
-    k_fold = np.minimum(k_fold, gsp.max_k_fold)
-    return np.broadcast_arrays(n_fft, k_fold, fits & k_ok)
 
 
 def make_plan(
@@ -186,7 +79,7 @@ def make_plan(
             "make_plan needs concrete parameter values: call it outside jit/vmap on an example "
             "(or batched) profile and pass plan= to draw"
         )
-    n_fft, k_fold, ok = plan_sizes(obj, nx, ny, scale, gsparams)
+    n_fft, k_fold, ok, rings = plan_sizes_rings(obj, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
     return DrawPlan(
         nx=nx,
@@ -195,7 +88,7 @@ def make_plan(
         n_fft=int(n_fft.max()),
         k_fold=int(k_fold.max()),
         pixel=method != "no_pixel",
-        alias_rings=(gsparams or GSParams()).alias_rings,
+        alias_rings=int(rings.max()),  # fewer rings suffice at a larger period: conservative
     )
 
 
@@ -404,27 +297,38 @@ def draw_batch(
 
 def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
     scale = check_static_positive("scale", scale)
-    n_fft, k_fold, ok = plan_sizes(objs, nx, ny, scale, gsparams)
+    n_fft, k_fold, ok, rings = plan_sizes_rings(objs, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
-    n_fft = np.broadcast_to(n_fft, (nbatch,))
-    k_fold = np.broadcast_to(k_fold, (nbatch,))
+    n_fft, k_fold, rings = (np.broadcast_to(a, (nbatch,)) for a in (n_fft, k_fold, rings))
     # A size class with fewer than ``min_group`` galaxies joins the next larger one.
     merged = []
     for kf in np.unique(k_fold):
         members = [(c, np.flatnonzero((n_fft == c) & (k_fold == kf))) for c in np.unique(n_fft)]
-        members = [(c, idx) for c, idx in members if len(idx)]
+        merged += [(int(c), int(kf), idx) for c, idx in _merge_small(members, min_group)]
+    # Split each group by the rings of copies its members need corrected (fewer rings,
+    # cheaper draws); a ring count with fewer than ``min_group`` members joins the next
+    # larger one. Merged members needed their rings at a smaller period: conservative.
+    groups = {}
+    for c, kf, idx in merged:
+        for r, sub in _merge_small(
+            [(r, idx[rings[idx] == r]) for r in range(int(rings.max()) + 1)], min_group
+        ):
+            groups[DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", r)] = sub
+    return groups
+
+
+def _merge_small(members, min_group):
+    """[(key, idx)] in increasing key order -> merged so each has >= min_group (but the last)."""
+    members = [(k, idx) for k, idx in members if len(idx)]
+    out, carry = [], np.array([], dtype=int)
+    for i, (k, idx) in enumerate(members):
+        idx = np.concatenate([carry, idx])
+        if len(idx) < min_group and i < len(members) - 1:
+            carry = idx
+            continue
+        out.append((k, np.sort(idx)))
         carry = np.array([], dtype=int)
-        for i, (c, idx) in enumerate(members):
-            idx = np.concatenate([carry, idx])
-            if len(idx) < min_group and i < len(members) - 1:
-                carry = idx
-                continue
-            merged.append((int(c), int(kf), np.sort(idx)))
-            carry = np.array([], dtype=int)
-    rings = (gsparams or GSParams()).alias_rings
-    return {
-        DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", rings): idx for c, kf, idx in merged
-    }
+    return out
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

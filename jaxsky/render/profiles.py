@@ -74,6 +74,10 @@ class _Radial(GSObject):
     def flux(self):
         return self._flux
 
+    def _kfactor(self, kx, ky):
+        # Centrally symmetric: the transform is real.
+        return self.kvalue(kx, ky), (0.0, 0.0)
+
     def _size2_np(self):
         """Squared characteristic size (arcsec^2) used to judge far-field approximations."""
         size = self.fwhm if hasattr(self, "fwhm") else self.half_light_radius
@@ -139,7 +143,7 @@ class Exponential(_Radial):
 
     def kvalue(self, kx, ky):
         x = 1.0 + _ksq(kx, ky) * self.scale_radius**2
-        return self._flux * x ** (-1.5)
+        return self._flux * (jax.lax.rsqrt(x) / x)  # x^(-3/2), far cheaper than a power
 
     def xvalue(self, x, y):
         r0 = self.scale_radius

@@ -66,6 +66,16 @@ class Transformation(GSObject):
         phase = jnp.exp(-1j * kx * self.offset[0]) * jnp.exp(-1j * ky * self.offset[1])
         return (self.flux_ratio * self._det()) * phase * self.obj.kvalue(kxp, kyp)
 
+    def _kfactor(self, kx, ky):
+        j = self.jac
+        inner = self.obj._kfactor(j[0, 0] * kx + j[1, 0] * ky, j[0, 1] * kx + j[1, 1] * ky)
+        if inner is None:
+            return None
+        r, (ox, oy) = inner
+        # The inner phase at J^T k is exp(-i k.(J o)): offsets map through J, then add.
+        ox, oy = j[0, 0] * ox + j[0, 1] * oy, j[1, 0] * ox + j[1, 1] * oy
+        return (self.flux_ratio * self._det()) * r, (ox + self.offset[0], oy + self.offset[1])
+
     def _pull_back(self, x, y):
         """J^-1 (x - x0): where the untransformed profile is evaluated."""
         j = self.jac

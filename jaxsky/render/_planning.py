@@ -42,7 +42,8 @@ class GSParams(NamedTuple):
     far_field_error: coefficient k of the assumed relative error k (size / distance)^2 of the
       real-space (far-field) estimate of the wrap-around light from the nearest periodic
       copies, which :func:`draw` subtracts (size: the profile's summed squared sizes).
-    alias_rings: how many rings of periodic copies (8, 24, 48 copies for 1, 2, 3) to subtract.
+    alias_rings: at most how many rings of periodic copies (8, 24, 48 copies for 1, 2, 3) to
+      subtract; the planner uses the fewest rings that meet the two alias thresholds.
     max_fft_size: largest FFT period in pixels; larger needs are capped with a warning.
     max_k_fold: largest number of Nyquist zones folded per axis; capped with a warning.
     """

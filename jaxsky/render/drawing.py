@@ -347,15 +347,21 @@ def draw_batch(
         groups = _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, chunk_size)
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
+    # Batched leaves go to the host once; every chunk is dispatched before any result is
+    # read back, so host-side slicing overlaps the asynchronous device work.
+    leaves = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
+    pending = []
     for gplan, idx in groups.items():
         # Small groups use a smaller power-of-two chunk (less padding, a few more programs).
         chunk = min(chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))))
         for start in range(0, len(idx), chunk):
             sel = idx[start : start + chunk]
             pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
-            sub = [np.asarray(x)[pad] if f else x for x, f in zip(leaves, flags)]
+            sub = [x[pad] if f else x for x, f in zip(leaves, flags)]
             imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
-            out[sel] = np.asarray(imgs)[: len(sel)]
+            pending.append((sel, imgs))
+    for sel, imgs in pending:
+        out[sel] = np.asarray(imgs)[: len(sel)]
     return jnp.asarray(out)
 
 

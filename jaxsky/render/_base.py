@@ -75,6 +75,14 @@ class GSObject:
         """Complex Fourier transform at wave-numbers ``kx, ky`` (1/arcsec, broadcastable)."""
         raise NotImplementedError
 
+    def _kfactor(self, kx, ky):
+        """``(R, (ox, oy))`` with ``kvalue = R exp(-i (kx ox + ky oy))`` and R real, or None.
+
+        Profiles whose transform factors this way (centrally symmetric ones, moved and
+        convolved) are drawn with real arithmetic on the k-grid and 1-D phases.
+        """
+        return None
+
     def xvalue(self, x, y):
         """Surface brightness (flux / arcsec^2) at positions ``x, y`` (arcsec)."""
         raise NotImplementedError(f"{type(self).__name__} has no real-space form")

@@ -78,6 +78,15 @@ class Convolution(GSObject):
     def kvalue(self, kx, ky):
         return functools.reduce(operator.mul, [o.kvalue(kx, ky) for o in self.objs])
 
+    def _kfactor(self, kx, ky):
+        parts = [o._kfactor(kx, ky) for o in self.objs]
+        if any(f is None for f in parts):
+            return None
+        r = functools.reduce(operator.mul, [f[0] for f in parts])
+        ox = functools.reduce(operator.add, [f[1][0] for f in parts])
+        oy = functools.reduce(operator.add, [f[1][1] for f in parts])
+        return r, (ox, oy)
+
     def far_xvalue(self, x, y):
         # Far from every component's core, a convolution is the sum of the components'
         # wings, each carried by the other components' flux (the zeroth-order term of

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxsky.render._base import GSObject
 from jaxsky.render._checks import check_int, check_static_positive, is_concrete
+from jaxsky.render._planning import GSParams, plan_sizes, plan_sizes_rings
 
 __all__ = [
     "DrawPlan",
@@ -37,30 +38,6 @@ __all__ = [
 ]
 
 _METHODS = ("auto", "fft", "no_pixel")
-
-
-class GSParams(NamedTuple):
-    """Accuracy knobs for planning the static FFT sizes (jaxsky's own meanings).
-
-    alias_threshold: light from the periodic copies of the profile (FFT wrap-around) allowed
-      in any stamp pixel, as a fraction of the stamp's peak.
-    alias_flux_threshold: the same light summed over the stamp, as a fraction of its flux.
-    maxk_threshold: |F(k)| / flux below which wave-numbers are dropped (GalSim's meaning).
-    far_field_error: coefficient k of the assumed relative error k (size / distance)^2 of the
-      real-space (far-field) estimate of the wrap-around light from the nearest periodic
-      copies, which :func:`draw` subtracts (size: the profile's summed squared sizes).
-    alias_rings: how many rings of periodic copies (8, 24, 48 copies for 1, 2, 3) to subtract.
-    max_fft_size: largest FFT period in pixels; larger needs are capped with a warning.
-    max_k_fold: largest number of Nyquist zones folded per axis; capped with a warning.
-    """
-
-    alias_threshold: float = 1e-5
-    alias_flux_threshold: float = 1e-5
-    maxk_threshold: float = 1e-5
-    far_field_error: float = 1.0
-    alias_rings: int = 3
-    max_fft_size: int = 4096
-    max_k_fold: int = 16
 
 
 class DrawPlan(NamedTuple):
@@ -78,90 +55,6 @@ class DrawPlan(NamedTuple):
 def _check_method(method):
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not one of {_METHODS}")
-
-
-# FFT sizes 2^a 3^b with a >= 1 (even, steps of ~12%, fast for FFT libraries): plans use
-# only these, so that few distinct programs get compiled.
-_SIZE_CLASSES = np.array(
-    sorted({2**a * 3**b for a in range(1, 15) for b in range(0, 9) if 2**a * 3**b <= 2**15})
-)
-
-
-def _peak_sb(obj, scale):
-    """Estimate of the stamp's peak surface brightness (for relative error budgets)."""
-    from jaxsky.render.compound import Convolution
-
-    if isinstance(obj, Convolution):
-        a, rest = obj.objs[0], obj.objs[1:]
-        b = rest[0] if len(rest) == 1 else Convolution(list(rest))
-        # (A * B)(0) = int A(y) B(y) d^2y for a symmetric B, on circularised profiles.
-        r = np.geomspace(1e-6, 1e4, 1200)[:, None]
-        integrand = a._sb_np(r, False) * b._sb_np(r, False) * 2 * np.pi * r * r
-        return np.trapezoid(integrand, np.log(r[:, 0]), axis=0)
-    rp = scale / math.sqrt(math.pi)  # disk with the area of one pixel
-    return np.abs(np.asarray(obj.flux, float)) * obj._enclosed_np(rp) / (math.pi * rp * rp)
-
-
-def plan_sizes(obj, nx, ny, scale, gsparams=None):
-    """Per-profile static sizes: (n_fft, k_fold, ok) arrays over the batch (or scalars).
-
-    ``n_fft`` is the smallest FFT period (pixels, one of the size classes) whose wrap-around
-    light stays below ``alias_threshold`` of the peak pixel and ``alias_flux_threshold`` of
-    the stamp flux. That light is estimated from the profile's real-space wings at the 80
-    nearest periodic copies (the ``alias_rings`` nearest rings counted only by the error of
-    the far-field correction that :func:`draw` subtracts) plus the flux beyond them.
-    ``k_fold`` covers wave-numbers out to where ``|F| / flux < maxk_threshold``.
-    ``ok`` is False where the caps in ``gsparams`` were hit.
-    """
-    gsp = gsparams or GSParams()
-    # Candidate periods: the size classes from the stamp up to the cap (at least one).
-    above = _SIZE_CLASSES[_SIZE_CLASSES >= max(nx, ny)]
-    cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
-    cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
-    js = np.array([(i, j) for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)])
-    corrected = (np.max(np.abs(js), axis=1) <= gsp.alias_rings)[:, None]
-    size2 = np.asarray(obj._size2_np(), float).reshape(-1)
-    flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
-    with np.errstate(all="ignore"):
-        peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
-        stamp_flux = flux * np.asarray(obj._enclosed_np(np.array([[min(cx, cy)]]))).reshape(-1)
-    grid = [(a * cx, b * cy) for a in (-0.7, 0, 0.7) for b in (-0.7, 0, 0.7)]
-
-    def residual(period, px, py):
-        """Wrap-around SB left after the correction, seen from stamp point (px, py)."""
-        d = np.hypot(np.abs(js[:, :1] * period - px), np.abs(js[:, 1:] * period - py))  # (80, B)
-        sb = np.asarray(obj._sb_np(d, True))
-        # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
-        eps = np.minimum(1.0, gsp.far_field_error * size2 / np.maximum(d, 1e-12) ** 2)
-        return (np.where(corrected, eps, 1.0) * sb).sum(axis=0)
-
-    def ok(period):
-        with np.errstate(all="ignore"):
-            far = 4.5 * period - max(cx, cy)
-            beyond = flux * np.clip(1.0 - np.asarray(obj._enclosed_np(far)), 0, 1) / period**2
-            # Peak: each copy at its closest approach to the stamp (an upper bound).
-            worst = residual(period, cx * np.sign(js[:, :1]), cy * np.sign(js[:, 1:]))
-            # Flux: the mean over a 3 x 3 grid of stamp points.
-            mean = sum(residual(period, gx, gy) for gx, gy in grid) / len(grid)
-            return ((worst + beyond) <= gsp.alias_threshold * peak) & (
-                (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * stamp_flux
-            )
-
-    # The residual falls with the period: bisect over the candidate sizes, per profile.
-    nb = max(len(peak), len(size2), len(flux))
-    lo, hi = np.zeros(nb, int), np.full(nb, len(cand) - 1)
-    fits = ok(np.broadcast_to(cand[hi] * scale, (nb,)))
-    for _ in range(int(np.ceil(np.log2(len(cand)))) + 1):
-        mid = (lo + hi) // 2
-        good = ok(cand[mid] * scale)
-        hi = np.where(good, mid, hi)
-        lo = np.where(good, lo, np.minimum(mid + 1, hi))
-    n_fft = cand[hi]
-    maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)
-    k_fold = np.maximum(1, np.ceil(maxk * scale / math.pi)).astype(int)
-    k_ok = k_fold <= gsp.max_k_fold
-    k_fold = np.minimum(k_fold, gsp.max_k_fold)
-    return np.broadcast_arrays(n_fft, k_fold, fits & k_ok)
 
 
 def make_plan(
@@ -186,7 +79,7 @@ def make_plan(
             "make_plan needs concrete parameter values: call it outside jit/vmap on an example "
             "(or batched) profile and pass plan= to draw"
         )
-    n_fft, k_fold, ok = plan_sizes(obj, nx, ny, scale, gsparams)
+    n_fft, k_fold, ok, rings = plan_sizes_rings(obj, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
     return DrawPlan(
         nx=nx,
@@ -195,7 +88,7 @@ def make_plan(
         n_fft=int(n_fft.max()),
         k_fold=int(k_fold.max()),
         pixel=method != "no_pixel",
-        alias_rings=(gsparams or GSParams()).alias_rings,
+        alias_rings=int(rings.max()),  # fewer rings suffice at a larger period: conservative
     )
 
 
@@ -221,6 +114,46 @@ def _fold(a, n, axis):
     return jnp.roll(s, -((m // 2) % n), axis=axis)
 
 
+def _fold_columns(n, kf):
+    """Integer kx of the columns that fold onto bins b = 0 .. n/2: shape (kf, n/2 + 1).
+
+    Zone a holds kx = b + a n; the zones are those whose kx lie within [-h, h], h = kf n/2.
+    Exactly kf of them do for every b (one of them at |kx| = h for b = 0 or n/2, which is
+    beyond maxk and set to zero, as is the row ky = -h).
+    """
+    b = np.arange(n // 2 + 1)
+    return b[None, :] + (np.arange(kf) - kf // 2)[:, None] * n
+
+
+def _draw_factored(r, off, plan: DrawPlan, kx, ky, cols):
+    """Folded rfft half-plane (n, n/2+1) of R(kx, ky) exp(-i k.(off + centre)) x pixel.
+
+    ``r``: the real factor on the (kf, n/2+1, m) grid of (zone, kx bin, ky); all complex
+    work is on 1-D phases, the grid sees only real multiply-adds.
+    """
+    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
+    m, h = kf * n, kf * n // 2
+    r = jnp.broadcast_to(r, (kf, n // 2 + 1, m))
+    # Output pixel i sits at x = (i - (nx-1)/2) p: the centring joins the profile's offset.
+    px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
+    py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
+    wx = jnp.where(jnp.asarray(np.abs(cols) < h), 1.0, 0.0)  # |kx| = h dk: beyond maxk
+    wy = jnp.ones(m).at[0].set(0.0)  # the row ky = -h likewise
+    if plan.pixel:
+        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
+        wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
+    exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
+    eyr, eyi = wy * jnp.cos(py), -wy * jnp.sin(py)  # (m,)
+    # Fold the kx zones: (n/2+1, m). (Elementwise: a dot over kf <= 16 is slow on CPU.)
+    # One consumer of r (two would make XLA recompute the transform in each fusion).
+    cr, ci = (r[None] * jnp.stack([exr, exi])[..., None]).sum(axis=1)
+    gr = cr * eyr - ci * eyi
+    gi = cr * eyi + ci * eyr
+    # Fold the ky zones: rows ky = -h .. h-1 onto n FFT-order bins.
+    fold = lambda g: jnp.roll(g.reshape(g.shape[0], kf, n).sum(axis=1), -(h % n), axis=1)  # noqa: E731
+    return jax.lax.complex(fold(gr), fold(gi)).T
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _draw_core(obj, plan: DrawPlan):
     n, kf, p = plan.n_fft, plan.k_fold, plan.scale
@@ -228,6 +161,17 @@ def _draw_core(obj, plan: DrawPlan):
     h = m // 2
     dtype = jnp.result_type(float)
     dk = 2.0 * jnp.pi / (n * p)
+    cols = _fold_columns(n, kf)
+    kxg = jnp.asarray(cols, dtype)[:, :, None] * dk  # (kf, n/2+1, 1)
+    kyg = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
+    fac = obj._kfactor(kxg, kyg[None, None, :])
+    if fac is not None:
+        folded = _draw_factored(fac[0], fac[1], plan, kxg[..., 0], kyg, cols)
+        img = jnp.fft.irfft2(folded, s=(n, n))[: plan.ny, : plan.nx]
+        if plan.alias_rings:
+            img = img - _alias_correction(obj, plan)
+        return img.astype(dtype)
+    # General (complex) path.
     k = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
     kpos = k[h:]  # 0 .. h-1
     # Output pixel i sits at x = (i - (nx-1)/2) p: a separable phase; times the pixel's sinc.
@@ -256,14 +200,27 @@ def _alias_correction(obj, plan: DrawPlan):
     The FFT image is the periodic sum  sum_j I(x + j L);  the copies are far from the
     stamp, where the profile is smooth, so their surface brightness (times the pixel area)
     comes from the profile's real-space far field. It is smooth across the stamp, so it is
-    evaluated on a coarse grid and interpolated (Catmull-Rom, in log space).
+    evaluated on a coarse grid and interpolated (Catmull-Rom, in log space): every 6 pixels
+    for the nearest ring of copies, every 12 for the farther rings (at >= 1.5 stamp sizes,
+    their log varies slowly: the interpolation error there is ~1e-4 of the correction).
     """
+    r = plan.alias_rings
+    ring1 = [(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1) if i or j]
+    out = _ring_sum(obj, plan, ring1, step=6)
+    if r > 1:
+        far = [
+            (i, j) for i in range(-r, r + 1) for j in range(-r, r + 1) if max(abs(i), abs(j)) > 1
+        ]
+        out = out + _ring_sum(obj, plan, far, step=12)
+    return out
+
+
+def _ring_sum(obj, plan, shifts, step):
     p, period = plan.scale, plan.n_fft * plan.scale
     dtype = jnp.result_type(float)
-    wx, xc = _coarse_interp(plan.nx, p)
-    wy, yc = _coarse_interp(plan.ny, p)
-    r = plan.alias_rings
-    shifts = np.array([(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1) if i or j])
+    wx, xc = _coarse_interp(plan.nx, p, step)
+    wy, yc = _coarse_interp(plan.ny, p, step)
+    shifts = np.array(shifts)
     xs = jnp.asarray(xc[None, None, :] + shifts[:, :1, None] * period, dtype)  # (C, 1, mx)
     ys = jnp.asarray(yc[None, :, None] + shifts[:, 1:, None] * period, dtype)  # (C, my, 1)
     total = obj.far_xvalue(xs, ys).sum(axis=0)
@@ -390,41 +347,58 @@ def draw_batch(
         groups = _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, chunk_size)
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
+    # Batched leaves go to the host once; every chunk is dispatched before any result is
+    # read back, so host-side slicing overlaps the asynchronous device work.
+    leaves = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
+    pending = []
     for gplan, idx in groups.items():
         # Small groups use a smaller power-of-two chunk (less padding, a few more programs).
         chunk = min(chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))))
         for start in range(0, len(idx), chunk):
             sel = idx[start : start + chunk]
             pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
-            sub = [np.asarray(x)[pad] if f else x for x, f in zip(leaves, flags)]
+            sub = [x[pad] if f else x for x, f in zip(leaves, flags)]
             imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
-            out[sel] = np.asarray(imgs)[: len(sel)]
+            pending.append((sel, imgs))
+    for sel, imgs in pending:
+        out[sel] = np.asarray(imgs)[: len(sel)]
     return jnp.asarray(out)
 
 
 def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
     scale = check_static_positive("scale", scale)
-    n_fft, k_fold, ok = plan_sizes(objs, nx, ny, scale, gsparams)
+    n_fft, k_fold, ok, rings = plan_sizes_rings(objs, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
-    n_fft = np.broadcast_to(n_fft, (nbatch,))
-    k_fold = np.broadcast_to(k_fold, (nbatch,))
+    n_fft, k_fold, rings = (np.broadcast_to(a, (nbatch,)) for a in (n_fft, k_fold, rings))
     # A size class with fewer than ``min_group`` galaxies joins the next larger one.
     merged = []
     for kf in np.unique(k_fold):
         members = [(c, np.flatnonzero((n_fft == c) & (k_fold == kf))) for c in np.unique(n_fft)]
-        members = [(c, idx) for c, idx in members if len(idx)]
+        merged += [(int(c), int(kf), idx) for c, idx in _merge_small(members, min_group)]
+    # Split each group by the rings of copies its members need corrected (fewer rings,
+    # cheaper draws); a ring count with fewer than ``min_group`` members joins the next
+    # larger one. Merged members needed their rings at a smaller period: conservative.
+    groups = {}
+    for c, kf, idx in merged:
+        for r, sub in _merge_small(
+            [(r, idx[rings[idx] == r]) for r in range(int(rings.max()) + 1)], min_group
+        ):
+            groups[DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", r)] = sub
+    return groups
+
+
+def _merge_small(members, min_group):
+    """[(key, idx)] in increasing key order -> merged so each has >= min_group (but the last)."""
+    members = [(k, idx) for k, idx in members if len(idx)]
+    out, carry = [], np.array([], dtype=int)
+    for i, (k, idx) in enumerate(members):
+        idx = np.concatenate([carry, idx])
+        if len(idx) < min_group and i < len(members) - 1:
+            carry = idx
+            continue
+        out.append((k, np.sort(idx)))
         carry = np.array([], dtype=int)
-        for i, (c, idx) in enumerate(members):
-            idx = np.concatenate([carry, idx])
-            if len(idx) < min_group and i < len(members) - 1:
-                carry = idx
-                continue
-            merged.append((int(c), int(kf), np.sort(idx)))
-            carry = np.array([], dtype=int)
-    rings = (gsparams or GSParams()).alias_rings
-    return {
-        DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", rings): idx for c, kf, idx in merged
-    }
+    return out
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

@@ -66,6 +66,16 @@ class Transformation(GSObject):
         phase = jnp.exp(-1j * kx * self.offset[0]) * jnp.exp(-1j * ky * self.offset[1])
         return (self.flux_ratio * self._det()) * phase * self.obj.kvalue(kxp, kyp)
 
+    def _kfactor(self, kx, ky):
+        j = self.jac
+        inner = self.obj._kfactor(j[0, 0] * kx + j[1, 0] * ky, j[0, 1] * kx + j[1, 1] * ky)
+        if inner is None:
+            return None
+        r, (ox, oy) = inner
+        # The inner phase at J^T k is exp(-i k.(J o)): offsets map through J, then add.
+        ox, oy = j[0, 0] * ox + j[0, 1] * oy, j[1, 0] * ox + j[1, 1] * oy
+        return (self.flux_ratio * self._det()) * r, (ox + self.offset[0], oy + self.offset[1])
+
     def _pull_back(self, x, y):
         """J^-1 (x - x0): where the untransformed profile is evaluated."""
         j = self.jac
@@ -81,7 +91,15 @@ class Transformation(GSObject):
         return self.flux_ratio * self.obj.far_xvalue(*self._pull_back(x, y))
 
     def _singular_values(self):
-        return np.linalg.svd(np.asarray(self.jac, float), compute_uv=False)
+        """Singular values (..., 2), largest first, of the 2 x 2 Jacobians (closed form)."""
+        j = np.asarray(self.jac, float)
+        a, b, c, d = j[..., 0, 0], j[..., 0, 1], j[..., 1, 0], j[..., 1, 1]
+        # s1,2^2 = (|J|_F^2 +- sqrt(|J|_F^4 - 4 det^2)) / 2, written without cancellation.
+        fro2 = a * a + b * b + c * c + d * d
+        det = np.abs(a * d - b * c)
+        s1 = 0.5 * (np.sqrt(np.maximum(fro2 + 2 * det, 0)) + np.sqrt(np.maximum(fro2 - 2 * det, 0)))
+        s2 = np.where(s1 > 0, det / np.where(s1 > 0, s1, 1.0), 0.0)
+        return np.stack([s1, s2], axis=-1)
 
     def _maxk_np(self, threshold):
         sv = self._singular_values()

@@ -1,0 +1,176 @@
+"""Benchmark areas ``predict`` and ``train_step``: every registered emulator family."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+import jaxsky
+from jaxsky.bench._util import Context, rate_row, timed
+
+__all__ = ["toy_dataset", "bench_emulators", "PREFERRED"]
+
+#: Families benchmarked first (the quick mode takes the first one available).
+PREFERRED = ("pcagp", "vae", "flow", "ensemble", "hybrid")
+_NAMES = ("flux", "scale_radius", "g1", "g2")
+_RANGES = {"flux": (1e3, 1e4), "scale_radius": (0.2, 0.8), "g1": (-0.3, 0.3), "g2": (-0.3, 0.3)}
+
+
+def toy_dataset(n: int, *, key_seed: int, stamp: int = 32, scale: float = 0.2):
+    """A small jaxsky-rendered set: sheared Exponential x Gaussian(FWHM 0.7"), stamp x stamp."""
+    from jaxsky.data import Dataset
+    from jaxsky.parallel import sharded_draw
+
+    rng = np.random.default_rng(key_seed)
+    theta = np.column_stack([rng.uniform(*_RANGES[k], n) for k in _NAMES])
+    psf = jaxsky.Gaussian(fwhm=0.7)
+    gal = jaxsky.Exponential(scale_radius=theta[:, 1], flux=theta[:, 0]).shear(
+        g1=theta[:, 2], g2=theta[:, 3]
+    )
+    imgs = sharded_draw(jaxsky.Convolve(gal, psf), nx=stamp, ny=stamp, scale=scale, chunk=256)
+    psf_img = np.asarray(jaxsky.draw(psf, nx=stamp, ny=stamp, scale=scale))
+    return Dataset.from_arrays(
+        np.asarray(imgs, np.float32),
+        theta,
+        _NAMES,
+        scale=scale,
+        param_units=("ADU", "arcsec", "", ""),
+        ranges=_RANGES,
+        psfs=psf_img,
+        meta={"preset": "bench-toy", "seed": key_seed},
+    )
+
+
+def _small_config(default: dict, steps: int) -> dict:
+    """Override only known keys, also in nested configs (a flow's ``vae``): every non-zero
+    ``*steps`` to ``steps``, validation once per fit, no early stopping."""
+    cfg = {}
+    for k, v in default.items():
+        if isinstance(v, dict):
+            cfg[k] = {**v, **_small_config(v, steps)}
+        elif k.endswith("steps") and v:
+            cfg[k] = steps
+        elif k == "val_every":
+            cfg[k] = max(1, steps)
+        elif k == "patience":
+            cfg[k] = None
+    return cfg
+
+
+def _small_family_config(family: str, steps: int) -> dict:
+    """:func:`_small_config`, reaching into composite families (hybrid residual, ensemble)."""
+    from jaxsky.emulators import get_family
+
+    default = get_family(family).default_config()
+    cfg = _small_config(default, steps)
+    if isinstance(default.get("residual_family"), str):
+        cfg["residual"] = _small_config(
+            get_family(default["residual_family"]).default_config(), steps
+        )
+    if isinstance(default.get("members"), list):
+        cfg["members"] = [
+            {
+                **m,
+                "config": {
+                    **m.get("config", {}),
+                    **_small_config(get_family(m["family"]).default_config(), steps),
+                },
+            }
+            for m in default["members"]
+        ]
+    return cfg
+
+
+def _has_steps(cfg: dict) -> bool:
+    return any(
+        k.endswith("steps") or (isinstance(v, dict) and _has_steps(v)) for k, v in cfg.items()
+    )
+
+
+def _fit_time(family, ds, steps, seed):
+    from jaxsky import emulators
+
+    cfg = _small_family_config(family, steps)
+    t0 = time.perf_counter()
+    emu = emulators.fit(family, ds, cfg, key=jax.random.key(seed))
+    jax.block_until_ready(jax.tree_util.tree_leaves(emu.state))
+    return time.perf_counter() - t0, emu, cfg
+
+
+def bench_emulators(ctx: Context, *, areas=("predict", "train_step")) -> dict:
+    """Per family: training-step time (two fits of different lengths) and predict rate.
+
+    Quick mode stops after the first family that trains (in :data:`PREFERRED` order).
+    """
+    try:
+        from jaxsky import emulators
+    except ImportError:
+        return {"status": "skipped: not available (jaxsky.emulators)"}
+    avail = emulators.families()
+    fams = [f for f in PREFERRED if f in avail] + [f for f in avail if f not in PREFERRED]
+    if not fams:
+        return {"status": "skipped: not available (no emulator family registered)"}
+    n_train = 128 if ctx.quick else 512
+    ctx.log(f"emulators {fams}: toy data set of {n_train} stamps")
+    ds = toy_dataset(n_train, key_seed=ctx.seed)
+    b = ctx.batch(1024, 8192, accel_factor=256)
+    thetas = ds.params[np.arange(b) % len(ds.params)]
+    rows, errors = [], {}
+    for fam in fams:
+        if ctx.quick and rows:
+            break  # quick mode: the first family that trains
+        try:
+            s1, s2 = (2, 6) if ctx.quick else ((5, 25) if ctx.platform == "cpu" else (20, 120))
+            ctx.log(f"train {fam}: {s1} and {s2} steps")
+            t1, _, cfg = _fit_time(fam, ds, s1, ctx.seed)
+            t2, emu, _ = _fit_time(fam, ds, s2, ctx.seed)
+            if "train_step" in areas:
+                # Step time only where the two fits differ measurably (else fit time
+                # is dominated by set-up, e.g. a PCA+GP's linear algebra).
+                if _has_steps(cfg) and t2 - t1 > 0.1 * t2:
+                    rows.append(
+                        rate_row(
+                            fam,
+                            "train step: (fit(s2) - fit(s1)) / (s2 - s1), all *steps = s",
+                            s2 - s1,
+                            t2 - t1,
+                            unit="steps/s",
+                            step_ms=1e3 * (t2 - t1) / (s2 - s1),
+                            fit_s=t2,
+                            area="train_step",
+                        )
+                    )
+                else:
+                    rows.append(
+                        rate_row(
+                            fam,
+                            f"whole fit ({s2} steps; step time not resolvable)",
+                            1,
+                            t2,
+                            unit="fits/s",
+                            area="train_step",
+                        )
+                    )
+            if "predict" in areas:
+                from jaxsky.parallel import sharded_predict
+
+                ctx.log(f"predict {fam}: batch {b}")
+                first, best, _ = timed(lambda t, emu=emu: sharded_predict(emu, t), thetas)
+                rows.append(
+                    rate_row(
+                        fam,
+                        f"predict sharded ({ctx.n_devices} dev)",
+                        b,
+                        best,
+                        compile_s=first - best,
+                        area="predict",
+                    )
+                )
+        except Exception as err:  # one family's failure must not hide the others' numbers
+            errors[fam] = f"{type(err).__name__}: {err}"[:300]
+    out = {"rows": rows, "families": fams}
+    if errors:
+        out["errors"] = errors
+    return out

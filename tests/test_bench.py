@@ -1,0 +1,115 @@
+"""The benchmark entry point: ``jaxsky bench --quick --only render`` end to end (CI smoke test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxsky.bench import AREAS, parse_only, results_table
+from jaxsky.bench._util import batch_for, device_tag, rate_row
+from jaxsky.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_render(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", "--quick", "--only", "render", "--out", str(out)]) == 0
+    return out
+
+
+def test_quick_render_writes_json_and_markdown(quick_render):
+    tag = device_tag() + "-quick"
+    r = json.loads((quick_render / f"{tag}.json").read_text())
+    assert list(r["areas"]) == ["render"] and r["quick"] is True
+    assert r["device"]["platform"] in ("cpu", "gpu", "tpu")
+    rows = {row["impl"].split(" (")[0]: row for row in r["areas"]["render"]["rows"]}
+    gs, jx = rows["galsim"], rows["jaxsky sharded grouped plans"]
+    for row in (gs, jx):
+        assert row["rate"] > 0 and np.isclose(row["rate"], row["batch"] / row["run_s"])
+    assert jx["compile_s"] >= 0  # compile time recorded apart from the run time
+    # The ratio is computed against GalSim's single-core rate times the cores.
+    cores = r["device"]["cpu_cores"]
+    assert np.isclose(jx["vs_reference"], jx["rate"] / (gs["rate"] * cores))
+    assert r["memory"]["host_peak_rss_mb"] > 50
+    md = (quick_render / f"{tag}.md").read_text()
+    assert "| render | sersic_x_moffat_64 | galsim" in md
+    # The README table is generated from the results directory.
+    assert "sersic_x_moffat_64" in results_table(quick_render, include_quick=True)
+    assert "No benchmark results" in results_table(quick_render)  # quick runs left out
+
+
+def test_existing_results_need_overwrite(quick_render, capsys):
+    assert main(["bench", "--quick", "--only", "render", "--out", str(quick_render)]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_area_is_a_one_line_error(tmp_path, capsys):
+    assert main(["bench", "--only", "render,warp", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "warp" in err and "render" in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_parse_only_and_helpers():
+    assert parse_only(None) == AREAS
+    assert parse_only("grad, render,grad") == ("grad", "render")
+    assert batch_for("cpu", 1, 32, 64) == 32
+    assert batch_for("gpu", 2, 32, 64) == 32 * 64 * 2
+    row = rate_row("c", "i", 10, 2.0, reference=2.5)
+    assert row["rate"] == 5.0 and row["vs_reference"] == 2.0
+
+
+def test_benchmarks_run_py_is_a_thin_wrapper():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "--only" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_gpu_benchmark_example_smoke(tmp_path):
+    """examples/gpu_benchmark.py runs tiny on a CPU and reports consistent rates."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_benchmark", ROOT / "examples/gpu_benchmark.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "r.json"
+    argv = ["--profile", "exp_gauss", "--batch", "4,8", "--stamp", "16", "--repeats", "1"]
+    assert mod.main([*argv, "--stream", "12", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert [row["batch"] for row in r["render"]] == [4, 8]
+    for row in r["render"]:
+        assert np.isclose(row["stamps_per_s"], row["batch"] / row["run_s"])
+    assert r["stream"]["n"] == 12 and r["stream"]["stamps_per_s"] > 0
+
+
+def test_readme_table_is_generated_from_results(quick_render, tmp_path):
+    from jaxsky.bench import README_MARKERS
+
+    res = tmp_path / "results"
+    res.mkdir()
+    r = json.loads((quick_render / f"{device_tag()}-quick.json").read_text())
+    r["quick"] = False  # pretend it is a full run: the README shows full runs only
+    (res / "cpu-test.json").write_text(json.dumps(r))
+    readme = tmp_path / "README.md"
+    start, end = README_MARKERS
+    readme.write_text(f"# x\n\n{start}\nold table\n{end}\n\nafter\n")
+    assert main(["bench", "--readme", str(readme), "--out", str(res)]) == 0
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith(f"{end}\n\nafter\n")
+    assert "| render | sersic_x_moffat_64 | galsim" in text
+    (tmp_path / "bare.md").write_text("no markers\n")
+    assert main(["bench", "--readme", str(tmp_path / "bare.md"), "--out", str(res)]) == 2

@@ -13,8 +13,10 @@ state from :func:`flax.serialization.to_state_dict` output for :func:`load`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -53,6 +55,7 @@ class EmulatorFamily(NamedTuple):
     restore: Callable[[Any, dict, dict], Any]
     predict_var: Callable[[Any, jax.Array], jax.Array] | None = None
     sample: Callable[..., jax.Array] | None = None
+    x64: bool = False  # predict needs float64 (GP algebra); the wrapper enables it
 
 
 def register_family(family: EmulatorFamily) -> EmulatorFamily:
@@ -153,29 +156,35 @@ class Emulator:
                 raise ValueError(f"on_ood={on_ood!r} is not one of 'error', 'warn', 'ignore'")
         return inside
 
+    def _precision(self):
+        return jax.enable_x64(True) if self._fam.x64 else contextlib.nullcontext()
+
     def predict_fn(self) -> Callable[[jax.Array], jax.Array]:
         """A pure function theta float[P] -> image float[ny, nx] for use inside user JAX code.
 
         No domain check happens inside (it would need concrete values); call
-        :meth:`check_domain` on the parameters you feed it.
+        :meth:`check_domain` on the parameters you feed it. Families with ``x64`` (PCA+GP)
+        lose accuracy unless the caller runs in float64 (``jax.enable_x64``).
         """
         fam, state = self._fam, self.state
         return lambda theta: fam.predict(state, theta)
 
     def predict(self, theta, *, on_ood: str = "error") -> jax.Array:
         """Mean images float[B, ny, nx] for theta float[B, P] (or float[P] -> float[ny, nx])."""
-        theta = jnp.asarray(theta)
+        theta = np.asarray(theta)
         self.check_domain(theta, on_ood=on_ood)
-        out = _batched(self._fam.predict)(self.state, jnp.atleast_2d(theta))
+        with self._precision():
+            out = _batched(self._fam.predict)(self.state, jnp.atleast_2d(jnp.asarray(theta)))
         return out[0] if theta.ndim == 1 else out
 
     def variance(self, theta, *, on_ood: str = "error") -> jax.Array:
         """Pixel variance of the prediction, for families that have one."""
         if self._fam.predict_var is None:
             raise NotImplementedError(f"the {self.family} emulator has no predictive variance")
-        theta = jnp.asarray(theta)
+        theta = np.asarray(theta)
         self.check_domain(theta, on_ood=on_ood)
-        out = _batched(self._fam.predict_var)(self.state, jnp.atleast_2d(theta))
+        with self._precision():
+            out = _batched(self._fam.predict_var)(self.state, jnp.atleast_2d(jnp.asarray(theta)))
         return out[0] if theta.ndim == 1 else out
 
     def sample(self, theta, *, key, on_ood: str = "error") -> jax.Array:
@@ -186,7 +195,9 @@ class Emulator:
         self.check_domain(theta, on_ood=on_ood)
         keys = jax.random.split(key, theta.shape[0])
         fam = self._fam
-        return jax.jit(jax.vmap(lambda t, k: fam.sample(self.state, t, key=k)))(theta, keys)
+        with self._precision():
+            fn = jax.jit(jax.vmap(lambda t, k: fam.sample(self.state, t, key=k)))
+            return fn(theta, keys)
 
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write ``path/`` with ``emulator.json`` and ``state.msgpack`` atomically."""
@@ -237,7 +248,9 @@ def fit(family: str, dataset, config: Mapping | None = None, *, key, **kw) -> Em
     if unknown:
         raise ValueError(f"unknown {family} config keys {sorted(unknown)}; known: {sorted(cfg)}")
     cfg.update(config or {})
+    t0 = time.perf_counter()
     state = fam.fit(dataset, cfg, key=key, **kw)
+    seconds = time.perf_counter() - t0
     info = {
         "param_names": list(dataset.param_names),
         "param_units": list(dataset.param_units),
@@ -245,6 +258,8 @@ def fit(family: str, dataset, config: Mapping | None = None, *, key, **kw) -> Em
         "shape": list(dataset.shape),
         "scale": dataset.scale,
         "data": {k: dataset.meta.get(k) for k in ("path", "preset", "survey", "seed", "digest")},
+        "train_seconds": seconds,
+        "n_images": len(dataset),
     }
     return Emulator(family=family, state=state, config=cfg, info=info)
 

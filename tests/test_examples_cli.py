@@ -40,12 +40,20 @@ def test_gallery_example(tmp_path):
 
 def test_cli_demo_small(tmp_path):
     out = tmp_path / "demo"
-    r = run("-m", "jaxsky.cli", "demo", "--out", str(out), "--n-galaxies", "2", "--quick")
+    small = ["--n-galaxies", "2", "--quick", "--n-train", "96", "--n-test", "16"]
+    r = run("-m", "jaxsky.cli", "demo", "--out", str(out), *small, "--vae-steps", "50")
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert all(a["max_err_over_peak"] < 1e-4 for a in summary["accuracy"].values())
     assert all(g["rel_diff"] < 1e-3 for g in summary["gradients"])
     assert (out / "gallery.png").exists() and (out / "summary.md").exists()
+    # The pipeline part: data files, reloadable models, validation reports, a converged fit.
+    assert {r["model"] for r in summary["emulators"]["table"]} == {"pcagp", "vae"}
+    assert (out / "validation" / "comparison.md").exists()
+    assert (out / "models" / "pcagp" / "emulator.json").exists()
+    assert (out / "data" / "paper-train.h5").exists()
+    assert summary["fit"]["converged"]
+    assert all(abs(r["z"]) < 5 for r in summary["fit"]["rows"])
     # An existing output is never overwritten silently: one-line error, non-zero exit.
     r2 = run("-m", "jaxsky.cli", "demo", "--out", str(out), "--n-galaxies", "2", "--quick")
     assert r2.returncode == 2

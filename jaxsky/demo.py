@@ -151,7 +151,7 @@ def run_demo(
     quick=False,
     n_train=512,
     n_test=128,
-    vae_steps=2000,
+    vae_steps=6000,
 ):
     for name, value, lo in (
         ("n_galaxies", n_galaxies, 1),
@@ -262,9 +262,12 @@ def _markdown(s):
     def f(x):
         return "n/a" if x is None else f"{x:.3g}"
 
+    def r2(x):
+        return "n/a" if x is None else f"{x:.7f}"
+
     for r in e["table"]:
         lines.append(
-            f"| {r['model']} | {r['train_s']:.0f} | {f(r.get('r2'))} | "
+            f"| {r['model']} | {r['train_s']:.0f} | {r2(r.get('r2'))} | "
             f"{f(r.get('p95_max_res_over_peak'))} | {f(r.get('rel_flux_err'))} | "
             f"{f(r.get('dsigma_over_sigma'))} | {f(r.get('de1'))} | {f(r.get('de2'))} |"
         )

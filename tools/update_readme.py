@@ -24,8 +24,8 @@ def accuracy_table(r: dict) -> str:
         st = s["setup"]
         e, f = s["err_over_peak"], s["rel_flux_err"]
         lines.append(
-            f"| {name} | {st['nx']}x{st['nx']} at {st['scale']}\"/px, hlr {st['hlr'][0]}-"
-            f"{st['hlr'][1]}\" | {s['n']} | {e['50']:.1e} | {e['99']:.1e} | {e['100']:.1e} | "
+            f'| {name} | {st["nx"]}x{st["nx"]} at {st["scale"]}"/px, hlr {st["hlr"][0]}-'
+            f'{st["hlr"][1]}" | {s["n"]} | {e["50"]:.1e} | {e["99"]:.1e} | {e["100"]:.1e} | '
             f"{f['100']:.1e} | {s['skipped_galsim_too_large']} |"
         )
     return "\n".join(lines)

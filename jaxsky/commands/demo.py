@@ -49,7 +49,7 @@ def register(sub) -> None:
         "--n-test", type=int, default=128, help="hold-out images (default: %(default)s)"
     )
     demo.add_argument(
-        "--vae-steps", type=int, default=2000, help="VAE optimisation steps (default: %(default)s)"
+        "--vae-steps", type=int, default=6000, help="VAE optimisation steps (default: %(default)s)"
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(func=_run)

@@ -76,7 +76,9 @@ def write_dataset(
     """
     n = len(arrays["params"])
     k_total = math.ceil(n / chunk)
-    comp = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    # gzip level 1: ~the same ratio on float images as level 4 at a fraction of the time (the
+    # parent compresses while workers render; level 4 capped end-to-end throughput).
+    comp = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
     with h5py.File(path, "w", track_order=True) as f:
         for k, v in header.items():
             f.attrs[k] = json.dumps(v) if isinstance(v, dict | list | type(None)) else v

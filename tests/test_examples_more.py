@@ -45,3 +45,11 @@ def test_fit_sersic_batch_example(tmp_path):
     r = run("examples/fit_sersic_batch.py", "--n", "8", "--nx", "24", "--out", str(cat))
     assert r.returncode == 0, r.stderr
     assert cat.exists() and len(cat.read_text().splitlines()) == 9  # header + 8 galaxies
+
+
+def test_emulate_real_galaxies_example(tmp_path):
+    out = tmp_path / "xdf.png"
+    r = run("examples/emulate_real_galaxies.py", "--n", "60", "--steps", "100", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 10_000
+    assert "conditions: flux, hlr, g1, g2" in r.stdout

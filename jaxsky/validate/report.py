@@ -339,7 +339,7 @@ def compare(
         hdr += ["dm1", "dm2", "dc1", "dc2"] if shear is not None else []
         md = ["| " + " | ".join(hdr) + " |", "|" + " --- |" * len(hdr)]
         for r in table:
-            cells = [r["model"]] + ["n/a" if r[k] is None else f"{r[k]:.3g}" for k in hdr[1:]]
+            cells = [r["model"]] + [_cell(k, r[k]) for k in hdr[1:]]
             md.append("| " + " | ".join(cells) + " |")
         md += ["", "![comparison](comparison.png)", ""]
         (tmp / "comparison.md").write_text("# Model comparison (medians)\n\n" + "\n".join(md))
@@ -375,3 +375,10 @@ def learning_curve(
             row.update({m: res["summary"].get(m, {}).get("median") for m in HEADLINE})
             rows.append(row)
     return rows
+
+
+def _cell(name, value) -> str:
+    """Table cell: R^2 needs its decimals (0.99999 vs 0.999), the rest 3 significant digits."""
+    if value is None:
+        return "n/a"
+    return f"{value:.7f}" if name == "r2" else f"{value:.3g}"

@@ -6,10 +6,11 @@ import time
 
 import numpy as np
 
-__all__ = ["emulator_section", "fit_section"]
+__all__ = ["emulator_section", "fit_section", "say"]
 
 
-def _say(msg):
+def say(msg):
+    """Print one progress line of the demo."""
     print(f"[jaxsky demo] {msg}", flush=True)
 
 
@@ -21,7 +22,7 @@ def emulator_section(tmp, *, seed: int, n_train: int, n_test: int, vae_steps: in
     from jaxsky.validate import compare
 
     t0 = time.perf_counter()
-    _say(f"generating the paper set with GalSim: {n_train} training + {n_test} hold-out images")
+    say(f"generating the paper set with GalSim: {n_train} training + {n_test} hold-out images")
     data.generate("paper", n_train, seed=seed, out=tmp / "data" / "paper-train.h5", progress=False)
     data.generate(
         "paper", n_test, seed=seed, stream=1, out=tmp / "data" / "paper-holdout.h5", progress=False
@@ -39,14 +40,14 @@ def emulator_section(tmp, *, seed: int, n_train: int, n_test: int, vae_steps: in
         "vae": {"decoder": "dense", "steps": vae_steps},
     }
     for name, cfg in configs.items():
-        _say(f"training {name} on {len(train)} images")
+        say(f"training {name} on {len(train)} images")
         key, k = jax.random.split(key)
         t0 = time.perf_counter()
         emu = emulators.fit(name, train, cfg, key=k)
         times[name] = time.perf_counter() - t0
         emu.save(tmp / "models" / name)
         models[name] = emulators.load(tmp / "models" / name)  # what a user would reload
-    _say(f"validating both on the {len(holdout)}-image hold-out (HSM and JAX moments)")
+    say(f"validating both on the {len(holdout)}-image hold-out (HSM and JAX moments)")
     table = compare(models, holdout, tmp / "validation", split=None, hsm=True)
     for row in table:
         row["train_s"] = times[row["model"]]
@@ -68,7 +69,7 @@ def fit_section(*, seed: int) -> dict:
     image = galsim.Convolve(gal, psf_gs).drawImage(nx=48, ny=48, scale=0.2)
     sigma = 2.0
     image.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(seed + 7), sigma=sigma))
-    _say("fitting a noisy GalSim Sersic x Moffat stamp with jaxsky.infer.fit_sersic")
+    say("fitting a noisy GalSim Sersic x Moffat stamp with jaxsky.infer.fit_sersic")
     t0 = time.perf_counter()
     cat = fit_sersic(image.array[None], sigma**2, jaxsky.Moffat(3.0, fwhm=0.7), scale=0.2)
     rows = [

@@ -18,15 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxsky
+from jaxsky._demo_pipeline import say as _say
 from jaxsky._io import atomic_output_dir
 from jaxsky.interop import TIGHT_GSPARAMS, to_galsim
 from jaxsky.testing import SETUPS, accuracy_sweep
 
 __all__ = ["run_demo", "gallery_figure"]
-
-
-def _say(msg):
-    print(f"[jaxsky demo] {msg}", flush=True)
 
 
 def gallery_figure(path, ns=(0.5, 1.0, 2.5, 4.0, 6.0), nx=48, scale=0.2):

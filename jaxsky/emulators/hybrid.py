@@ -6,10 +6,19 @@ trained only on ``image - render(theta)``, the part the profile lacks (bulge/dis
 star-forming clumps, real-galaxy morphology).
 
 The analytic profile (``config["profile"]``) is ``"exponential"`` (the ``paper`` preset: an
-Exponential of ``flux`` and ``scale_radius``) or ``"sersic"`` (``flux``, ``n``,
-``half_light_radius``), sheared by ``g1``/``g2`` and convolved with a Gaussian or Moffat PSF of
-FWHM ``psf_fwhm``. ``config["columns"]`` maps these roles to the data set's parameter names; a
-role mapped to a number is held fixed at that value (e.g. ``{"g2": 0.0}``).
+Exponential of ``flux`` and ``scale_radius``), ``"sersic"`` (``flux``, ``n``,
+``half_light_radius``) or ``"bulge-disk"`` (the ``bulge-disk``/``bulge-disk-knots`` presets:
+de Vaucouleurs bulge of ``flux * bulge_fraction`` and ``bulge_hlr`` + exponential disk of
+``disk_hlr``; with ``knot_fraction`` the disk's knot flux is drawn as the knots' expected
+profile, see :func:`_profile`), sheared by ``g1``/``g2``, shifted by ``dx``/``dy`` (arcsec) and
+convolved with a Gaussian or Moffat PSF of FWHM ``psf_fwhm``. ``config["columns"]`` maps these
+roles to the data set's parameter names; a role mapped to a number is held fixed at that value
+(e.g. ``{"g2": 0.0}``); ``g1``, ``g2``, ``dx``, ``dy`` and ``knot_fraction`` default to 0 when
+the data set has no such column.
+
+``config["residual_scale"]`` sets the units the residual family learns: ``"none"`` (flux per
+pixel), ``"flux"`` (per unit of the ``flux`` role) or ``"peak"`` (per unit of the analytic
+image's own peak, which matches a max|residual|/peak metric and is known at predict time).
 """
 
 from __future__ import annotations
@@ -22,12 +31,26 @@ import numpy as np
 
 from jaxsky.emulators._base import EmulatorFamily, get_family, register_family
 
-__all__ = ["HybridState", "default_config", "fit", "analytic", "predict", "restore", "FAMILY"]
+__all__ = [
+    "HybridState",
+    "default_config",
+    "fit",
+    "analytic",
+    "predict",
+    "residual_scale",
+    "render_dataset",
+    "restore",
+    "FAMILY",
+]
 
+_COMMON = ("g1", "g2", "dx", "dy", "psf_fwhm")
 _ROLES = {
-    "exponential": ("flux", "scale_radius", "g1", "g2", "psf_fwhm"),
-    "sersic": ("flux", "n", "half_light_radius", "g1", "g2", "psf_fwhm"),
+    "exponential": ("flux", "scale_radius", *_COMMON),
+    "sersic": ("flux", "n", "half_light_radius", *_COMMON),
+    "bulge-disk": ("flux", "bulge_fraction", "bulge_hlr", "disk_hlr", "knot_fraction", *_COMMON),
 }
+_OPTIONAL = ("g1", "g2", "dx", "dy", "knot_fraction")  # 0 when the data set lacks them
+_SCALES = ("none", "flux", "peak")
 
 
 def default_config() -> dict:
@@ -38,6 +61,7 @@ def default_config() -> dict:
         "psf_beta": 3.5,
         "residual_family": "vae",
         "residual": {},  # config of the residual family (overrides its defaults)
+        "residual_scale": "none",  # "none" | "flux" | "peak" (units of the learned residual)
         "plan": None,  # filled in by fit: the renderer's static FFT sizes
     }
 
@@ -53,6 +77,7 @@ class HybridState:
     plan: tuple = flax.struct.field(pytree_node=False)
     family: str = flax.struct.field(pytree_node=False)
     shape: tuple = flax.struct.field(pytree_node=False)
+    scale_mode: str = flax.struct.field(pytree_node=False, default="none")
 
 
 def _roles(names, cfg) -> tuple:
@@ -61,6 +86,8 @@ def _roles(names, cfg) -> tuple:
         raise ValueError(f"hybrid profile={cfg['profile']!r} is not one of {sorted(_ROLES)}")
     if cfg["psf_profile"] not in ("gaussian", "moffat"):
         raise ValueError(f"psf_profile={cfg['psf_profile']!r} is not 'gaussian' or 'moffat'")
+    if cfg.get("residual_scale", "none") not in _SCALES:
+        raise ValueError(f"residual_scale={cfg['residual_scale']!r} is not one of {_SCALES}")
     out = []
     for role in _ROLES[cfg["profile"]]:
         src = cfg["columns"].get(role, role)
@@ -68,8 +95,8 @@ def _roles(names, cfg) -> tuple:
             out.append((role, -1, float(src)))
         elif src in names:
             out.append((role, list(names).index(src), 0.0))
-        elif role in ("g1", "g2"):
-            out.append((role, -1, 0.0))  # unsheared when the data set has no shear column
+        elif role in _OPTIONAL:
+            out.append((role, -1, 0.0))  # e.g. unsheared when the data set has no shear column
         else:
             raise ValueError(
                 f"hybrid: the {cfg['profile']} profile needs {role!r}; map it with "
@@ -79,14 +106,27 @@ def _roles(names, cfg) -> tuple:
 
 
 def _profile(roles, profile, psf, theta):
-    from jaxsky.render import Convolve, Exponential, Gaussian, Moffat, Sersic
+    from jaxsky.render import Add, Convolve, DeVaucouleurs, Exponential, Gaussian, Moffat, Sersic
 
     v = {r: (theta[..., i] if i >= 0 else jnp.full(theta.shape[:-1], x)) for r, i, x in roles}
     if profile == "exponential":
         gal = Exponential(flux=v["flux"], scale_radius=v["scale_radius"])
-    else:
+    elif profile == "sersic":
         gal = Sersic(v["n"], half_light_radius=v["half_light_radius"], flux=v["flux"])
-    gal = gal.shear(g1=v["g1"], g2=v["g2"])
+    else:
+        bf, kf = v["bulge_fraction"], v["knot_fraction"]
+        disk = v["flux"] * (1.0 - bf)
+        # GalSim's RandomKnots (default profile) places its point sources at random draws
+        # from Gaussian(half_light_radius=hlr), so the knots' expected image is that Gaussian:
+        # bulge + (1 - kf) disk + kf Gaussian is the conditional mean image given theta.
+        gal = Add(
+            [
+                DeVaucouleurs(half_light_radius=v["bulge_hlr"], flux=v["flux"] * bf),
+                Exponential(half_light_radius=v["disk_hlr"], flux=disk * (1.0 - kf)),
+                Gaussian(half_light_radius=v["disk_hlr"], flux=disk * kf),
+            ]
+        )
+    gal = gal.shear(g1=v["g1"], g2=v["g2"]).shift(v["dx"], v["dy"])
     kind, beta = psf
     p = Gaussian(fwhm=v["psf_fwhm"]) if kind == "gaussian" else Moffat(beta, fwhm=v["psf_fwhm"])
     return Convolve(gal, p)
@@ -101,23 +141,45 @@ def analytic(state: HybridState, theta):
     return draw(obj, nx=plan.nx, ny=plan.ny, scale=plan.scale, plan=plan)
 
 
+def residual_scale(mode: str, roles, theta, model):
+    """The factor the learned residual is multiplied by: 1, the flux role or the model's peak.
+
+    theta: float[..., P]; model: float[..., ny, nx] analytic image(s). Returns float[...].
+    """
+    if mode == "none":
+        return jnp.ones(theta.shape[:-1], model.dtype)
+    if mode == "flux":
+        (i, x) = next((i, x) for r, i, x in roles if r == "flux")
+        return theta[..., i] if i >= 0 else jnp.full(theta.shape[:-1], x)
+    return jnp.max(model, axis=(-2, -1))
+
+
 def predict(state: HybridState, theta):
-    """analytic(theta) + learned residual(theta): float[ny, nx] in flux units."""
-    return analytic(state, theta) + get_family(state.family).predict(state.residual, theta)
+    """analytic(theta) + scale * learned residual(theta): float[ny, nx] in flux units."""
+    model = analytic(state, theta)
+    s = residual_scale(state.scale_mode, state.roles, theta, model)
+    return model + s * get_family(state.family).predict(state.residual, theta)
 
 
 def sample(state: HybridState, theta, *, key):
     fam = get_family(state.family)
     if fam.sample is None:
         return predict(state, theta)
-    return analytic(state, theta) + fam.sample(state.residual, theta, key=key)
+    model = analytic(state, theta)
+    s = residual_scale(state.scale_mode, state.roles, theta, model)
+    return model + s * fam.sample(state.residual, theta, key=key)
 
 
 def predict_var(state: HybridState, theta):
+    """Pixel variance float[ny, nx] of the learned residual (the analytic part is exact)."""
     fam = get_family(state.family)
     if fam.predict_var is None:
         raise NotImplementedError(f"the residual family {state.family} has no variance")
-    return fam.predict_var(state.residual, theta)
+    var = fam.predict_var(state.residual, theta)
+    if state.scale_mode == "none":
+        return var
+    s = residual_scale(state.scale_mode, state.roles, theta, analytic(state, theta))
+    return s**2 * var
 
 
 def render_dataset(dataset, cfg) -> tuple[np.ndarray, tuple, tuple]:
@@ -140,7 +202,15 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
         raise ValueError("residual_family='hybrid' would recurse; use vae, pcagp, ...")
     rcfg = {**fam.default_config(), **cfg["residual"]}
     model, roles, plan = render_dataset(dataset, cfg)
-    resid = dataclasses.replace(dataset, images=np.asarray(dataset.images) - model)
+    theta = np.asarray(dataset.params)
+    s = np.asarray(residual_scale(cfg["residual_scale"], roles, theta, model), np.float64)
+    if not np.all(np.isfinite(s) & (s > 0)):
+        raise ValueError(
+            f"residual_scale={cfg['residual_scale']!r}: the scale must be > 0 for every image "
+            f"(min {np.nanmin(s):g}); use residual_scale='none'"
+        )
+    r = (np.asarray(dataset.images, np.float64) - model) / s[:, None, None]
+    resid = dataclasses.replace(dataset, images=r.astype(np.float32))
     kw = {"progress": progress}
     if checkpoint_dir is not None:
         kw["checkpoint_dir"] = f"{checkpoint_dir}/residual"
@@ -159,6 +229,7 @@ def _state(rstate, cfg, roles, plan, shape) -> HybridState:
         plan=tuple(plan),
         family=cfg["residual_family"],
         shape=tuple(shape),
+        scale_mode=cfg["residual_scale"],
     )
 
 

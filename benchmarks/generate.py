@@ -29,6 +29,11 @@ import numpy as np
 
 def raw_rate(preset_name: str, n: int, seed: int) -> float:
     """Images/s of direct GalSim draws of the preset's first ``n`` design rows (one core)."""
+    return raw_stats(preset_name, n, seed)["rate"]
+
+
+def raw_stats(preset_name: str, n: int, seed: int) -> dict:
+    """Wall rate (images/s) and CPU seconds per image of direct GalSim draws (one core)."""
     import galsim
 
     from jaxsky.data import get_preset
@@ -40,14 +45,14 @@ def raw_rate(preset_name: str, n: int, seed: int) -> float:
     scale = preset.pixel_scale()
     seeds = index_seeds(seed, np.arange(n), 0)
     names = preset.param_names
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         v = dict(zip(names, design.params[i]))
         gal = preset.galsim_galaxy(v, rng_seed=int(seeds[i]))
         psf = preset.galsim_psf(v, None)
         galsim.Convolve(gal, psf).drawImage(nx=nx, ny=ny, scale=scale)
         psf.drawImage(nx=nx, ny=ny, scale=scale)
-    return n / (time.perf_counter() - t0)
+    return {"rate": n / (time.perf_counter() - t0), "cpu_s": (time.process_time() - c0) / n}
 
 
 def _raw_proc(preset_name, n, seed, barrier, results):
@@ -78,35 +83,70 @@ def raw_rate_parallel(preset_name: str, n: int, seed: int, workers: int) -> floa
     return float(sum(rates))
 
 
-def gen_rate(preset_name: str, n: int, seed: int, workers: int, chunk: int) -> dict:
+# Watches OUT.partial in a separate process and prints the (monotonic) time each chunk file
+# appears: a thread here would make the generator spawn its workers instead of forking them.
+_WATCH = r"""
+import os, sys, time
+seen = set()
+while True:
+    try:
+        names = os.listdir(sys.argv[1])
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        if name.startswith("chunk-") and name not in seen:
+            seen.add(name)
+            print(time.monotonic(), flush=True)
+    time.sleep(0.02)
+"""
+
+
+def _mode(workers: int, compression: str) -> str:
+    """How ``generate`` will run (mirrors its choice): in-process, or start method + who
+    compresses."""
+    from jaxsky.data.generate import _spare_core, _start_method
+
+    method = _start_method()
+    parent = compression != "none" and workers <= 4 and _spare_core(workers)
+    if workers == 1 and not (parent and method == "fork"):
+        return "in-process"
+    if compression == "none":
+        return f"{method}, uncompressed"
+    return f"{method}, " + ("parent compresses" if parent else "workers compress")
+
+
+def _cpu() -> float:
+    """CPU seconds of this process + its finished children (the worker processes)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def gen_rate(
+    preset_name: str, n: int, seed: int, workers: int, chunk: int, compression: str = "lzf"
+) -> dict:
     """End-to-end and rendering-phase rates of ``jaxsky.data.generate``."""
+    import subprocess
+
     from jaxsky.data import generate
 
+    mode = _mode(workers, compression)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.h5"
-        partial = Path(f"{out}.partial")
-        stamps: list[float] = []
-        import threading
-
-        stop = threading.Event()
-
-        def watch():  # times of chunk files appearing (rendering progress)
-            seen = set()
-            while not stop.is_set():
-                if partial.exists():
-                    for p in partial.glob("chunk-*.npz"):
-                        if p.name not in seen:
-                            seen.add(p.name)
-                            stamps.append(time.perf_counter())
-                time.sleep(0.02)
-
-        th = threading.Thread(target=watch, daemon=True)
-        th.start()
-        t0 = time.perf_counter()
-        generate(preset_name, n, seed=seed, out=out, workers=workers, chunk=chunk, progress=False)
-        total = time.perf_counter() - t0
-        stop.set()
-        th.join()
+        watch = subprocess.Popen(
+            [sys.executable, "-c", _WATCH, f"{out}.partial"], stdout=subprocess.PIPE, text=True
+        )
+        c0 = _cpu()
+        t0 = time.monotonic()
+        generate(
+            preset_name, n, seed=seed, out=out, workers=workers, chunk=chunk,
+            compression=compression, progress=False,
+        )  # fmt: skip
+        total = time.monotonic() - t0
+        cpu_s = (_cpu() - c0) / n
+        watch.terminate()
+        stamps = sorted(float(x) for x in watch.communicate()[0].split())
         size = out.stat().st_size
     render = None
     if len(stamps) >= 3:
@@ -116,11 +156,58 @@ def gen_rate(preset_name: str, n: int, seed: int, workers: int, chunk: int) -> d
         "workers": workers,
         "n": n,
         "chunk": chunk,
+        "compression": compression,
+        "start_method": mode,
         "wall_s": total,
+        "cpu_s_per_image": cpu_s,
         "end_to_end_rate": n / total,
         "render_rate": render,
         "file_bytes": size,
     }
+
+
+def markdown(result: dict) -> str:
+    """The results table of one benchmark run (``result`` as written to the JSON)."""
+    raw, (raw0, raw1) = (
+        result["raw_galsim_rate_single_core"],
+        result["raw_galsim_rate_before_after"],
+    )
+    load0, load1 = result["loadavg_before"][0], result["loadavg_after"][0]
+    run0 = result["runs"][0]
+    lines = [
+        f"# Generation throughput: preset `{result['preset']}`",
+        "",
+        f"Raw GalSim single-core draw rate (galaxy x PSF + PSF stamp): **{raw:.1f} img/s** "
+        f"(mean of {raw0:.1f} before and {raw1:.1f} after the runs, {result['raw_n']} images; "
+        f"{result['raw_galsim_cpu_s_per_image'] * 1e6:.0f} us CPU per image).  CPUs: "
+        f"{result['cpu_count']}, load average before/after: {load0:.1f}/{load1:.1f} (a shared "
+        "machine inflates timings).",
+        "",
+        f"Generator: chunk {run0.get('chunk')}, compression {run0.get('compression')}.  "
+        "Control: W plain-GalSim processes started together (what the machine really gives W "
+        "processes; on a quiet machine about raw x W).  CPU efficiency: raw CPU per image / "
+        "generator CPU per image (parent + workers, start-up, compression and writing "
+        "included).",
+        "",
+        "| workers | mode | N | end-to-end img/s | rendering img/s | target (0.9 x raw x W) | "
+        "end-to-end / (raw x W) | rendering / (raw x W) | control: W raw processes img/s | "
+        "end-to-end / control | rendering / control | CPU efficiency |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["runs"]:
+        rr = r["render_rate"]
+        rf = r.get("render_fraction_of_raw_x_workers")
+        ec = r.get(
+            "end_to_end_fraction_of_raw_parallel", r["end_to_end_rate"] / r["raw_parallel_rate"]
+        )
+        lines.append(
+            f"| {r['workers']} | {r['start_method']} | {r['n']} | {r['end_to_end_rate']:.1f} | "
+            f"{'-' if rr is None else f'{rr:.1f}'} | {r['target_rate']:.1f} | "
+            f"{r['end_to_end_fraction_of_raw_x_workers']:.2f} | "
+            f"{'-' if rf is None else f'{rf:.2f}'} | {r['raw_parallel_rate']:.1f} | {ec:.2f} | "
+            f"{r['render_fraction_of_raw_parallel']:.2f} | {r['cpu_efficiency']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -129,36 +216,60 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--raw-n", type=int, default=500)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=256)
+    ap.add_argument("--compression", default="lzf", choices=("lzf", "gzip", "none"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="n=400, raw-n=200")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--markdown", metavar="JSON", help="only rewrite JSON's .md table")
     args = ap.parse_args(argv)
+    if args.markdown:
+        src = Path(args.markdown)
+        src.with_suffix(".md").write_text(markdown(json.loads(src.read_text())))
+        return
     if args.quick:
         args.n, args.raw_n = 400, 200
     import galsim
-    import jax
 
     import jaxsky
 
     load0 = os.getloadavg()
-    raw = raw_rate(args.preset, args.raw_n, args.seed)
-    runs = [gen_rate(args.preset, args.n, args.seed, w, args.chunk) for w in args.workers]
+    # Raw rate before and after the runs (the load of a shared machine drifts): their mean.
+    raw0 = raw_stats(args.preset, args.raw_n, args.seed)
+    runs = [
+        gen_rate(args.preset, args.n, args.seed, w, args.chunk, args.compression)
+        for w in args.workers
+    ]
+    # Another seed after the runs: GalSim caches per-profile tables (Sersic n), so redrawing the
+    # same rows would be faster than drawing new ones.
+    raw1 = raw_stats(args.preset, args.raw_n, args.seed + 1)
+    raw = (raw0["rate"] + raw1["rate"]) / 2
+    raw_cpu = (raw0["cpu_s"] + raw1["cpu_s"]) / 2
+    import jax  # only now: a started JAX makes the generator spawn (not fork) its workers
+
     for r in runs:
         w = r["workers"]
         r["raw_parallel_rate"] = (
             raw if w == 1 else raw_rate_parallel(args.preset, args.raw_n, args.seed, w)
         )
         r["render_fraction_of_raw_parallel"] = (r["render_rate"] or 0) / r["raw_parallel_rate"]
+        r["end_to_end_fraction_of_raw_parallel"] = r["end_to_end_rate"] / r["raw_parallel_rate"]
         target = 0.9 * raw * r["workers"]
         r["target_rate"] = target
         r["end_to_end_fraction_of_raw_x_workers"] = r["end_to_end_rate"] / (raw * r["workers"])
         if r["render_rate"]:
             r["render_fraction_of_raw_x_workers"] = r["render_rate"] / (raw * r["workers"])
+        # CPU efficiency (robust to a loaded machine): raw CPU per image / generator CPU per
+        # image (parent + workers, start-up and writing included).
+        r["cpu_efficiency"] = raw_cpu / r["cpu_s_per_image"]
     result = {
         "preset": args.preset,
         "raw_galsim_rate_single_core": raw,
+        "raw_galsim_rate_before_after": [raw0["rate"], raw1["rate"]],
+        "raw_galsim_cpu_s_per_image": raw_cpu,
         "raw_n": args.raw_n,
+        "chunk": args.chunk,
+        "compression": args.compression,
         "runs": runs,
         "cpu_count": os.cpu_count(),
         "loadavg_before": load0,
@@ -177,33 +288,9 @@ def main(argv=None):
     stem = f"generate-{plat}" + ("" if args.preset == "paper" else f"-{args.preset}")
     stem += "-quick" if args.quick else ""
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    lines = [
-        f"# Generation throughput: preset `{args.preset}`",
-        "",
-        f"Raw GalSim single-core draw rate (galaxy x PSF + PSF stamp): **{raw:.1f} img/s** "
-        f"({args.raw_n} images).  CPUs: {os.cpu_count()}, load average before/after: "
-        f"{load0[0]:.1f}/{result['loadavg_after'][0]:.1f} (a shared machine inflates timings).",
-        "",
-        "Control: W plain-GalSim processes started together (what the machine really gives W "
-        "processes; on a quiet machine about raw x W).",
-        "",
-        "| workers | N | end-to-end img/s | rendering img/s | target (0.9 x raw x W) | "
-        "end-to-end / (raw x W) | rendering / (raw x W) | control: W raw processes img/s | "
-        "rendering / control |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in runs:
-        rr = r["render_rate"]
-        rf = r.get("render_fraction_of_raw_x_workers")
-        lines.append(
-            f"| {r['workers']} | {r['n']} | {r['end_to_end_rate']:.1f} | "
-            f"{'-' if rr is None else f'{rr:.1f}'} | {r['target_rate']:.1f} | "
-            f"{r['end_to_end_fraction_of_raw_x_workers']:.2f} | "
-            f"{'-' if rf is None else f'{rf:.2f}'} | {r['raw_parallel_rate']:.1f} | "
-            f"{r['render_fraction_of_raw_parallel']:.2f} |"
-        )
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(result)
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

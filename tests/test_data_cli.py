@@ -80,21 +80,53 @@ def test_merge_bad_input(tmp_path, capsys):
     assert not (tmp_path / "m.h5").exists()
 
 
+def _children(pid):
+    """Live (not zombie) child processes of ``pid`` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses /proc")
 def test_resume_after_kill_is_identical(tmp_path):
     n, chunk = 240, 6
     base = ["generate", "--preset", "paper", "--n", str(n), "--seed", "2", "--chunk", str(chunk)]
     killed = tmp_path / "k.h5"
     partial = tmp_path / "k.h5.partial"
+    # Killed with two worker processes: they must not outlive their parent.
     cmd = [sys.executable, "-m", "jaxsky.cli", *base, "--out", str(killed), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if partial.exists() and any(p.name.startswith("chunk-") for p in partial.iterdir()):
+        if partial.exists() and sum(p.name.startswith("chunk-") for p in partial.iterdir()) > 2:
             break
         time.sleep(0.01)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    assert len(workers) == 2
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "orphaned workers after kill -9"
     n_done = len([p for p in partial.iterdir() if p.name.startswith("chunk-")])
     assert 1 <= n_done < n // chunk
     assert not killed.exists()  # nothing incomplete at the final path

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from jaxsky.data.design import index_seeds
 from jaxsky.data.presets.base import Survey
 from jaxsky.data.real import (
     PRESETS,
     CosmosParametric,
     CosmosReal,
-    image_seed,
     open_parametric_catalog,
     open_real_catalog,
 )
+from jaxsky.data.surveys import get_survey
 from jaxsky.errors import DataError
 
 DATA = Path(__file__).parent / "data"
@@ -273,7 +274,7 @@ def test_real_images_match_direct_galsim(tmp_path, noise_pad):
     for i, row in enumerate(design.rows):
         assert design.params[i, 0] == mags[row]
         res = preset.simulate(design, i, seed=5, survey=LSST)
-        rng = galsim.BaseDeviate(image_seed(5, i, 3))
+        rng = galsim.BaseDeviate(int(index_seeds(5, [i], 0)[0]))  # the stored render seed
         gal = galsim.RealGalaxy(rgc, index=int(row), rng=rng, noise_pad_size=pad)
         gal = gal.rotate(design.extra["rotation"][i] * galsim.radians)
         psf = galsim.Moffat(beta=3.5, fwhm=design.extra["psf_fwhm"][i])
@@ -313,4 +314,25 @@ def test_real_determinism_psf_check_and_conditions():
     with pytest.raises(ValueError, match="flux_scale=0"):
         _real(flux_scale=0)
     assert "uncorrelated" in preset.config()["noise_model"]
-    assert preset.param_names == ("mag",) and preset.stamp_shape() == (48, 48)
+    lsst = get_survey("lsst")  # the default conditions
+    assert preset.param_names == ("mag",) and preset.stamp_shape() == (lsst.stamp,) * 2
+    assert preset.pixel_scale() == lsst.scale
+
+
+def test_real_design_draws_depend_only_on_seed_and_index():
+    """Rotation and PSF FWHM of image i come from index_seeds (purposes 3 and 2): the same
+    whatever N, inside their ranges, different per seed, and roughly uniform."""
+    preset = _real(replace=True)
+    small, big = preset.design(3, seed=9, survey=LSST), preset.design(400, seed=9, survey=LSST)
+    for key in ("rotation", "psf_fwhm"):
+        np.testing.assert_array_equal(small.extra[key], big.extra[key][:3])
+    rot, fwhm = big.extra["rotation"], big.extra["psf_fwhm"]
+    assert 0 <= rot.min() and rot.max() < 2 * np.pi and 0.6 <= fwhm.min() and fwhm.max() < 0.9
+    # Kolmogorov-Smirnov against uniform: loose, but fails for a constant or a skewed map.
+    from scipy.stats import kstest
+
+    assert kstest(rot / (2 * np.pi), "uniform").pvalue > 1e-3
+    assert kstest((fwhm - 0.6) / 0.3, "uniform").pvalue > 1e-3
+    assert not np.allclose(rot / (2 * np.pi), (fwhm - 0.6) / 0.3)  # independent purposes
+    other = preset.design(3, seed=10, survey=LSST)
+    assert not np.array_equal(other.extra["rotation"], small.extra["rotation"])

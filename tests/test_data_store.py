@@ -39,7 +39,7 @@ def test_file_matches_in_memory_simulation(made):
     assert cfg["preset"] == "paper" and cfg["n"] == N and cfg["seed"] == 4
     assert set(ds.meta["versions"]) >= {"jaxsky", "galsim", "jax"}
     with h5py.File(a) as f:
-        assert f["images"].compression == "gzip" and f["images"].chunks[0] == CHUNK
+        assert f["images"].compression == "lzf" and f["images"].chunks[0] == CHUNK
         assert f["chunks/completed"][()].all() and len(f["chunks/sha256"]) == 3
 
 
@@ -153,26 +153,108 @@ def test_incomplete_and_foreign_files(made, tmp_path):
 
 
 def test_worker_processes_give_the_same_file(tmp_path):
-    one = generate("paper", 6, seed=1, out=tmp_path / "1.h5", chunk=2, progress=False)
-    two = generate("paper", 6, seed=1, out=tmp_path / "2.h5", chunk=2, workers=2, progress=False)
-    assert _sha(one) == _sha(two)
+    import subprocess
+    import sys
+
+    one = generate("paper", 7, seed=1, out=tmp_path / "1.h5", chunk=2, progress=False)
+    spawn = generate(
+        "paper", 7, seed=1, out=tmp_path / "spawn.h5", chunk=2, workers=2, progress=False,
+        start_method="spawn",
+    )  # fmt: skip
+    assert _sha(one) == _sha(spawn)
+    # A fresh process without JAX forks its workers (this one has started JAX: it must not).
+    # With one worker and a spare core the parent compresses what the worker renders.
+    code = (
+        "import importlib, sys; g = importlib.import_module('jaxsky.data.generate'); "
+        "generate = g.generate; "
+        "assert g._start_method() == 'fork', g._start_method(); "
+        "g._spare_core = lambda workers: workers == 1; "  # whatever the machine's load
+        "generate('paper', 7, seed=1, out=sys.argv[1], chunk=2, workers=2, progress=False); "
+        "generate('paper', 7, seed=1, out=sys.argv[2], chunk=2, workers=1, progress=False)"
+    )
+    fork, fork1 = tmp_path / "fork.h5", tmp_path / "fork1.h5"
+    subprocess.run([sys.executable, "-c", code, str(fork), str(fork1)], check=True, timeout=300)
+    assert _sha(one) == _sha(fork) == _sha(fork1)
+    from jaxsky.data.generate import _start_method
+
+    jax.random.key(0)  # a started JAX backend rules out fork
+    assert _start_method() == "spawn"
+
+
+def test_compression_options_and_older_gzip_shuffle_files(made, tmp_path):
+    from jaxsky.errors import UserError
+
+    _, a = made
+    ref = load(a)
+    for comp, filt in (("gzip", "gzip"), ("none", None)):
+        out = generate(
+            "paper", N, seed=4, out=tmp_path / f"{comp}.h5", chunk=CHUNK, progress=False,
+            compression=comp,
+        )  # fmt: skip
+        with h5py.File(out) as f:
+            assert f["images"].compression == filt and f["psfs"].compression == filt
+        got = load(out)
+        np.testing.assert_array_equal(got.images, ref.images)
+        np.testing.assert_array_equal(got.psfs, ref.psfs)
+    with pytest.raises(UserError, match="--compression='zstd'"):
+        generate("paper", N, seed=4, out=tmp_path / "z.h5", compression="zstd", progress=False)
+    # A file as earlier versions wrote it (gzip level 4 + shuffle, no "compression" in its
+    # config) loads, verifies and merges the same.
+    old = tmp_path / "old.h5"
+    with h5py.File(a) as src, h5py.File(old, "w") as dst:
+        for key, val in src.attrs.items():
+            dst.attrs[key] = val
+        for name in ("params", "design", "noise", "render_seeds", "split", "chunks"):
+            src.copy(name, dst)
+        for name in ("images", "psfs"):
+            d = dst.create_dataset(
+                name, data=src[name][()], chunks=src[name].chunks, compression="gzip",
+                compression_opts=4, shuffle=True,
+            )  # fmt: skip
+            assert d.shuffle
+    got = load(old, verify=True)
+    np.testing.assert_array_equal(got.images, ref.images)
+    merged = merge(tmp_path / "old-merged.h5", [old])
+    np.testing.assert_array_equal(load(merged).images, ref.images)
+
+
+def test_resume_refuses_a_partial_of_another_format(tmp_path):
+    import json
+
+    from jaxsky.errors import UserError
+
+    out = tmp_path / "p.h5"
+    partial = tmp_path / "p.h5.partial"
+    partial.mkdir()
+    (partial / "manifest.json").write_text(json.dumps({"config": {}, "shard": None}))
+    (partial / "chunk-000000.npz").write_bytes(b"PK")
+    with pytest.raises(UserError, match="another jaxsky version"):
+        generate("paper", N, seed=4, out=out, chunk=CHUNK, resume=True, progress=False)
+    assert not out.exists()
 
 
 def test_resume_checks_config_and_redoes_damaged_chunks(made, tmp_path):
-    from jaxsky.data._chunks import chunk_path, prepare_partial, save_chunk
+    from jaxsky.data._chunks import (
+        PARTIAL_FORMAT,
+        chunk_ok,
+        chunk_path,
+        prepare_partial,
+        write_chunk,
+    )
     from jaxsky.data.generate import plan_run
     from jaxsky.errors import UserError
 
     _, a = made
     out = tmp_path / "r.h5"
     run = plan_run("paper", N, seed=4, chunk=CHUNK)
-    partial = prepare_partial(
-        out, {"config": run.config, "shard": None}, resume=False, overwrite=False
-    )
+    manifest = {"config": run.config, "shard": None, "partial_format": PARTIAL_FORMAT}
+    partial = prepare_partial(out, manifest, resume=False, overwrite=False)
     good = simulate("paper", N, seed=4)
-    save_chunk(partial, 0, good.images[:CHUNK], good.psfs[:CHUNK])  # a finished chunk
-    save_chunk(partial, 1, good.images[:1], good.psfs[:1])  # wrong size: redone
-    chunk_path(partial, 2).write_bytes(b"PK\x03\x04 truncated")  # unreadable: redone
+    # A finished chunk, uncompressed (as a worker leaves it for the parent to compress).
+    write_chunk(partial, 0, good.images[:CHUNK], good.psfs[:CHUNK], rows=CHUNK, compression="none")
+    assert chunk_ok(partial, 0, CHUNK, rows=CHUNK)  # kept by --resume
+    write_chunk(partial, 1, good.images[:1], good.psfs[:1], rows=CHUNK)  # wrong size: redone
+    chunk_path(partial, 2).write_bytes(b"\x89HDF\r\n truncated")  # unreadable: redone
     with pytest.raises(UserError, match="different configuration"):
         generate("paper", N, seed=5, out=out, chunk=CHUNK, resume=True, progress=False)
     with pytest.raises(FileExistsError, match="--resume"):

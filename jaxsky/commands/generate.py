@@ -37,6 +37,7 @@ def _run(args):
         overwrite=args.overwrite,
         backend=args.backend,
         chunk=args.chunk,
+        compression=args.compression,
         catalog=args.catalog,
         kind=args.design,
         stream=args.stream,
@@ -67,7 +68,15 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument("--backend", default="galsim", choices=("galsim", "jaxsky"))
-    p.add_argument("--chunk", type=int, default=64, help="images per chunk (default: 64)")
+    p.add_argument(
+        "--chunk", type=int, default=256, help="images per chunk and storage chunk (default: 256)"
+    )
+    p.add_argument(
+        "--compression",
+        default="lzf",
+        choices=("lzf", "gzip", "none"),
+        help="image compression: lzf (default; fast, h5py), gzip (level 1, any HDF5 tool), none",
+    )
     p.add_argument("--catalog", default=None, help="catalogue file/directory (real presets)")
     p.add_argument(
         "--design", default="lhs", choices=("lhs", "sobol", "random"), help="design kind"

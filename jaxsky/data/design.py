@@ -24,7 +24,6 @@ import functools
 import math
 
 import numpy as np
-from scipy.stats import qmc
 
 __all__ = [
     "Param",
@@ -34,6 +33,8 @@ __all__ = [
     "disc_from_unit",
     "stream_rng",
     "index_seeds",
+    "index_uniforms",
+    "PURPOSES",
     "OPTIMISE_MAX_N",
 ]
 
@@ -113,8 +114,13 @@ def stream_rng(seed: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream)]))
 
 
+# The one per-image seeding scheme of jaxsky.data (analytic and catalogue presets, the store):
+# ``purpose`` separates the independent uses of image i's randomness.
+PURPOSES = {"render": 0, "noise": 1, "psf_fwhm": 2, "rotation": 3}
+
+
 def index_seeds(seed: int, idx: np.ndarray, purpose: int) -> np.ndarray:
-    """Seed int64[len(idx)] of image ``idx`` for one ``purpose`` (0 render, 1 noise).
+    """Seed int64[len(idx)] of image ``idx`` for one ``purpose`` (see :data:`PURPOSES`).
 
     Depends only on (seed, index, purpose), never on N or sharding, so image ``i`` is the
     same whatever run produced it.
@@ -123,6 +129,13 @@ def index_seeds(seed: int, idx: np.ndarray, purpose: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = _splitmix64(_base_seed(int(seed), int(purpose)) ^ _splitmix64(idx + np.uint64(1)))
     return (z >> np.uint64(1)).astype(np.int64)  # non-negative int63
+
+
+def index_uniforms(seed: int, idx: np.ndarray, purpose: int) -> np.ndarray:
+    """Uniform float64[len(idx)] in [0, 1) of image ``idx`` for ``purpose``: the top 53 bits of
+    :func:`index_seeds` (so, like the seeds, independent of N and of sharding)."""
+    s = index_seeds(seed, idx, purpose).astype(np.uint64)
+    return (s >> np.uint64(10)).astype(np.float64) * 2.0**-53
 
 
 @functools.lru_cache(maxsize=64)
@@ -160,6 +173,9 @@ def unit_design(
         raise ValueError(f"d={d} must be a positive integer")
     if kind not in KINDS:
         raise ValueError(f"design kind={kind!r} is not one of {KINDS}")
+    # Imported here: scipy.stats costs ~1 s, and generation workers never lay out designs.
+    from scipy.stats import qmc
+
     rng = stream_rng(seed, stream)
     if kind == "lhs":
         opt = "random-cd" if (optimise and d > 1 and n <= OPTIMISE_MAX_N) else None

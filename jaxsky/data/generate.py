@@ -1,12 +1,18 @@
 """Crash-safe, resumable, multi-process generation of a data set (``jaxsky generate``).
 
-The parent lays out the whole design (deterministic in (preset, survey, N, seed, kind)),
-hands chunks of indices to worker processes (``ProcessPoolExecutor``, spawn context) and
-writes every finished chunk at once to ``OUT.partial/chunk-KKKKKK.npz`` through a temporary
-file and ``os.replace``: a ``kill -9`` at any moment loses at most the chunks in flight, never a
-written one. ``--resume`` re-renders only the missing chunks. When all are there, the parent
-streams them into ``OUT`` (via a temporary sibling, renamed when complete; see
-:mod:`jaxsky.data.store`) and removes ``OUT.partial``. Image i depends only on (seed, i) and the
+The parent lays out the whole design (deterministic in (preset, survey, N, seed, kind)) and
+hands chunks of indices to worker processes (``ProcessPoolExecutor``; ``fork`` on Linux when
+the parent runs no other thread and has not started JAX, else ``spawn``). Each worker renders
+its chunk into preallocated arrays and writes it whole to ``OUT.partial/chunk-KKKKKK.h5``
+through a temporary file and ``os.replace`` (see :mod:`jaxsky.data._chunks`): a ``kill -9`` at
+any moment loses at most the chunks in flight, never a written one. Workers compress their own
+chunks, except when the machine has a core to spare (workers < CPUs, at most 4 workers): then
+they write them uncompressed and the parent compresses while they render (also with
+``workers=1``, one forked worker). The parent copies the compressed chunks, in index order as
+they arrive, into ``OUT.partial/assembly.h5`` (no arrays pickled between processes; HDF5's own
+filter, so the bytes are the same whichever process compressed), and renames it to ``OUT``
+once complete. Workers exit when their parent dies. ``--resume`` checks the chunk files
+(sha256) and re-renders only missing or damaged ones. Image i depends only on (seed, i) and the
 design, so resumed, sharded+merged and uninterrupted runs give identical files.
 """
 
@@ -17,43 +23,45 @@ import json
 import math
 import os
 import shutil
-import tempfile
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 
-from jaxsky.data._chunks import Progress, chunk_ok, prepare_partial, read_chunk, save_chunk
+from jaxsky.data._chunks import PARTIAL_FORMAT, chunk_ok, prepare_partial
+from jaxsky.data._workers import Assembler, Job, render_range, run_in_process, run_pool
+from jaxsky.data._workers import start_method as default_start_method
 from jaxsky.data.dataset import assign_splits
 from jaxsky.data.design import index_seeds
 from jaxsky.data.presets import get_preset
 from jaxsky.data.presets.analytic import AnalyticPreset
 from jaxsky.data.presets.base import Design
-from jaxsky.data.store import write_dataset
+from jaxsky.data.store import COMPRESSION
 from jaxsky.data.surveys import get_survey
 from jaxsky.errors import DataError, UserError
 
 __all__ = ["generate", "plan_run", "parse_shard", "versions", "BACKENDS", "render_range"]
 
+_start_method = default_start_method  # the default worker start method (tests, benchmarks)
+
 BACKENDS = ("galsim", "jaxsky")
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that determine the images."""
+    """Versions of the packages that determine the images (read without importing JAX)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import galsim
     import h5py
-    import scipy
 
     import jaxsky
 
     out = {"jaxsky": jaxsky.__version__, "galsim": galsim.__version__}
-    out.update({"numpy": np.__version__, "h5py": h5py.__version__, "scipy": scipy.__version__})
-    try:
-        import jax
-
-        out["jax"] = jax.__version__
-    except ImportError:  # pragma: no cover
-        out["jax"] = "not installed"
+    out.update({"numpy": np.__version__, "h5py": h5py.__version__})
+    for name in ("scipy", "jax"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            out[name] = "not installed"
     return out
 
 
@@ -95,10 +103,12 @@ class Run:
 
 def plan_run(
     preset, n, *, seed, survey=None, kind="lhs", chunk=64, shard=None, backend="galsim",
-    catalog=None, split_fractions=(0.8, 0.1, 0.1), stream=0, ranges=None,
+    catalog=None, split_fractions=(0.8, 0.1, 0.1), stream=0, ranges=None, compression="lzf",
 ) -> Run:  # fmt: skip
     """Validate the inputs and lay out the design, seeds, splits and the file header."""
     n = _check_int("n", n, 1)
+    if compression not in COMPRESSION:
+        raise UserError(f"--compression={compression!r} is not one of {tuple(COMPRESSION)}")
     seed = _check_int("seed", seed, 0)
     chunk = _check_int("chunk", chunk, 1)
     if backend not in BACKENDS:
@@ -150,6 +160,7 @@ def plan_run(
         "stream": stream,
         "backend": backend,
         "chunk": chunk,
+        "compression": compression,
         "split_fractions": list(split_fractions),
         "param_names": list(names),
         "param_units": list(units),
@@ -184,41 +195,28 @@ def plan_run(
     )
 
 
-# ----------------------------------------------------------------------------- workers
-_WORKER: dict = {}
-
-
-def _init_worker(preset_name, preset_kwargs, survey, design, seed):
-    _WORKER.update(
-        preset=get_preset(preset_name, **preset_kwargs), survey=survey, design=design, seed=seed
-    )
-
-
-def _render_chunk(k: int, i0: int, i1: int):
-    w = _WORKER
-    return k, render_range(w["preset"], w["design"], i0, i1, seed=w["seed"], survey=w["survey"])
-
-
-def render_range(preset, design, i0, i1, *, seed, survey=None, backend="galsim"):
-    """Images float32[i1-i0, ny, nx] and PSFs (or None) of design rows ``i0 .. i1-1``."""
-    if backend == "jaxsky":
-        return preset.jaxsky_batch(design, np.arange(i0, i1), survey)
-    res = [preset.simulate(design, i, seed=seed, survey=survey) for i in range(i0, i1)]
-    images = np.stack([np.asarray(r.image, np.float32) for r in res])
-    psfs = None if res[0].psf is None else np.stack([np.asarray(r.psf, np.float32) for r in res])
-    return images, psfs
+def _spare_core(workers: int) -> bool:
+    """Whether a core is free beside ``workers`` busy ones (CPU count minus 1-minute load)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover (no load average on this OS)
+        load = 0.0
+    return (os.cpu_count() or 1) - load >= workers + 1
 
 
 def generate(
     preset, n, *, seed, out, survey=None, workers=1, shard=None, resume=False,
-    overwrite=False, backend="galsim", chunk=64, catalog=None, kind="lhs", stream=0,
-    ranges=None, progress=True,
+    overwrite=False, backend="galsim", chunk=256, catalog=None, kind="lhs", stream=0,
+    ranges=None, progress=True, compression="lzf", start_method=None,
 ) -> Path:  # fmt: skip
     """Generate ``n`` images of ``preset`` (under ``survey``) into the HDF5 file ``out``.
 
     See the module docstring for crash safety; returns the path written. ``shard="k/K"``
     renders the contiguous index range ``[k N / K, (k+1) N / K)`` (merge with
-    :func:`jaxsky.data.merge`).
+    :func:`jaxsky.data.merge`). ``chunk`` images are rendered, written and stored together
+    (larger chunks: less overhead, more lost to a kill). ``compression`` is ``"lzf"`` (fast,
+    h5py), ``"gzip"`` (level 1; any HDF5 tool) or ``"none"``. ``start_method`` forces the
+    worker start method (``"fork"``/``"spawn"``; default: see :func:`_start_method`).
     """
     out = Path(out)
     workers = _check_int("workers", workers, 1)
@@ -227,74 +225,51 @@ def generate(
     shard_t = parse_shard(shard) if isinstance(shard, str | type(None)) else tuple(shard)
     run = plan_run(
         preset, n, seed=seed, survey=survey, kind=kind, chunk=chunk, shard=shard_t,
-        backend=backend, catalog=catalog, stream=stream, ranges=ranges,
+        backend=backend, catalog=catalog, stream=stream, ranges=ranges, compression=compression,
     )  # fmt: skip
-    manifest = {"config": run.config, "shard": run.header["shard"]}
+    manifest = {
+        "config": run.config,
+        "shard": run.header["shard"],
+        "partial_format": PARTIAL_FORMAT,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = prepare_partial(out, manifest, resume=resume, overwrite=overwrite)
     m = run.stop - run.start
+    rows = min(run.chunk, m)
     n_chunks = math.ceil(m / run.chunk)
     bounds = [
         (run.start + k * run.chunk, min(run.start + (k + 1) * run.chunk, run.stop))
         for k in range(n_chunks)
-    ]  # noqa: E501
-    todo = [k for k in range(n_chunks) if not chunk_ok(partial, k, bounds[k][1] - bounds[k][0])]
+    ]
+    todo = [
+        k
+        for k in range(n_chunks)
+        if not chunk_ok(partial, k, bounds[k][1] - bounds[k][0], rows=rows)
+    ]
     done_images = m - sum(bounds[k][1] - bounds[k][0] for k in todo)
-    with Progress(progress, m, done_images, out.name) as advance:
-        if backend == "jaxsky" or workers == 1:
-            for k in todo:
-                ims, pss = render_range(
-                    run.preset, run.design, *bounds[k], seed=seed, survey=run.survey,
-                    backend=backend,
-                )  # fmt: skip
-                save_chunk(partial, k, ims, pss)
-                advance(len(ims))
+    method = start_method or default_start_method()
+    # With a core to spare, the parent compresses while the workers render (their chunk files
+    # are then uncompressed); else each worker compresses its own chunk (on a busy machine the
+    # parent would only compete with them). Same bytes either way.
+    parent_compresses = (
+        compression != "none" and backend == "galsim" and workers <= 4 and _spare_core(workers)
+    )
+    pool = backend == "galsim" and len(todo) > 1 and (workers > 1 or parent_compresses)
+    if workers == 1 and method != "fork":
+        pool = False  # a spawned worker's start-up (imports) costs more than it saves
+    job = Job(
+        run.config["preset"], run.preset_kwargs, run.survey, run.design, int(seed), backend,
+        partial, rows, "none" if pool and parent_compresses else compression,
+    )  # fmt: skip
+    asm = Assembler(run, partial, n_chunks, compression)
+    try:
+        if not pool:
+            run_in_process(job, todo, bounds, asm, progress, m, done_images, out.name, run.preset)
         else:
-            _run_pool(run, partial, todo, bounds, workers, seed, advance)
-    _assemble(run, partial, n_chunks, out)
+            run_pool(job, todo, bounds, workers, asm, progress, m, done_images, out.name, method)
+        asm.finish(out)
+    except BaseException:
+        asm.abort()
+        raise
     shutil.rmtree(partial, ignore_errors=True)
     return out
-
-
-def _run_pool(run, partial, todo, bounds, workers, seed, advance):
-    import multiprocessing
-
-    preset_name = run.config["preset"]
-    ctx = multiprocessing.get_context("spawn")
-    init = (preset_name, run.preset_kwargs, run.survey, run.design, seed)
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=init
-    ) as ex:
-        queue = list(todo)
-        pending = set()
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:  # bounded memory in flight
-                k = queue.pop(0)
-                pending.add(ex.submit(_render_chunk, k, *bounds[k]))
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                k, (ims, pss) = fut.result()
-                save_chunk(partial, k, ims, pss)
-                advance(len(ims))
-
-
-def _assemble(run, partial, n_chunks, out: Path) -> None:
-    first, first_psf = read_chunk(partial, 0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        write_dataset(
-            tmp,
-            header=run.header,
-            arrays=run.arrays,
-            extra=run.extra,
-            image_shape=first.shape[1:],
-            psf_shape=None if first_psf is None else first_psf.shape[1:],
-            chunks=(read_chunk(partial, k) for k in range(n_chunks)),
-            chunk=run.chunk,
-        )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

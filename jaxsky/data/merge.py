@@ -123,6 +123,8 @@ def _merge(out, paths, files, verify):
             psf_shape=first["psfs"].shape[1:] if has_psf else None,
             chunks=chunks,
             chunk=chunk,
+            # The shards' own filter (files from before the ``compression`` option: gzip).
+            compression=config.get("compression", "gzip"),
         )
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)

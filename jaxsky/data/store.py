@@ -1,6 +1,6 @@
-"""The HDF5 file layout of a jaxsky data set, its writer and :func:`load`.
+"""The HDF5 file layout of a jaxsky data set and :func:`load` (writer: :mod:`jaxsky.data.writer`).
 
-Layout (one file, h5py; images and PSFs chunked along N and gzip+shuffle compressed)::
+Layout (one file, h5py; images and PSFs chunked along N, compressed with lzf or gzip)::
 
     /images              float32[N, ny, nx]  noiseless, flux per pixel
     /psfs                float32[N, py, px]  unit-flux effective PSF per image (optional)
@@ -24,110 +24,43 @@ mask guard against anything else. :func:`load` turns every way a file can be bro
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from jaxsky.data.dataset import Dataset
+from jaxsky.data.writer import (
+    COMPRESSION,
+    FORMAT,
+    FORMAT_VERSION,
+    DatasetWriter,
+    RawChunk,
+    chunk_sha256,
+    compress_chunk,
+    fill_chunk_file,
+    raw_chunk_of,
+    write_dataset,
+)
 from jaxsky.errors import DataError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "H5Array", "write_dataset", "load", "chunk_sha256"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "COMPRESSION",
+    "H5Array",
+    "RawChunk",
+    "DatasetWriter",
+    "compress_chunk",
+    "fill_chunk_file",
+    "raw_chunk_of",
+    "write_dataset",
+    "load",
+    "chunk_sha256",
+]
 
-FORMAT = "jaxsky-dataset"
-FORMAT_VERSION = 1
 LAZY_BYTES = 1 << 30  # images larger than this stay on disk (h5py-backed) by default
-
-
-def chunk_sha256(images: np.ndarray, psfs: np.ndarray | None) -> str:
-    """Checksum of one chunk: sha256 over little-endian float32 image then PSF bytes."""
-    h = hashlib.sha256(np.ascontiguousarray(images, dtype="<f4").tobytes())
-    if psfs is not None:
-        h.update(np.ascontiguousarray(psfs, dtype="<f4").tobytes())
-    return h.hexdigest()
-
-
-def write_dataset(
-    path,
-    *,
-    header: dict,
-    arrays: dict[str, np.ndarray],
-    extra: dict[str, np.ndarray],
-    image_shape: tuple[int, int],
-    psf_shape: tuple[int, int] | None,
-    chunks: Iterable[tuple[np.ndarray, np.ndarray | None]],
-    chunk: int,
-) -> None:
-    """Write a complete data set to ``path`` (a temporary path: the caller renames it).
-
-    Args:
-        header: attrs (``config``, ``versions``, ``scale``, ``n_total``, ``index_start``,
-            ``index_stop``, ``shard``); dicts are stored as JSON.
-        arrays: ``params``, ``param_names``, ``param_units``, ``rows``, ``noise_sigma``,
-            ``noise_seeds``, ``render_seeds``, ``split`` for the file's N images.
-        extra: design extras name -> float64[N].
-        chunks: (images float32[c, ny, nx], psfs or None) in index order, chunk sizes ``chunk``
-            (the last may be shorter).
-    """
-    n = len(arrays["params"])
-    k_total = math.ceil(n / chunk)
-    # gzip level 1: ~the same ratio on float images as level 4 at a fraction of the time (the
-    # parent compresses while workers render; level 4 capped end-to-end throughput).
-    comp = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-    with h5py.File(path, "w", track_order=True) as f:
-        for k, v in header.items():
-            f.attrs[k] = json.dumps(v) if isinstance(v, dict | list | type(None)) else v
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["chunk"] = int(chunk)
-        f.attrs["complete"] = False
-        c = min(chunk, n)
-        img = f.create_dataset(
-            "images", (n, *image_shape), "f4", chunks=(c, *image_shape), track_times=False, **comp
-        )
-        psf = None
-        if psf_shape is not None:
-            psf = f.create_dataset(
-                "psfs", (n, *psf_shape), "f4", chunks=(c, *psf_shape), track_times=False, **comp
-            )
-        p = f.create_dataset("params", data=arrays["params"].astype("f8"), track_times=False)
-        p.attrs["names"] = json.dumps(list(arrays["param_names"]))
-        p.attrs["units"] = json.dumps(list(arrays["param_units"]))
-        for name, key, dt in (
-            ("design/rows", "rows", "i8"),
-            ("noise/sigma", "noise_sigma", "f8"),
-            ("noise/seeds", "noise_seeds", "i8"),
-            ("render_seeds", "render_seeds", "i8"),
-            ("split", "split", "i1"),
-        ):
-            f.create_dataset(name, data=np.asarray(arrays[key]).astype(dt), track_times=False)
-        grp = f.create_group("design/extra")
-        for name in sorted(extra):
-            grp.create_dataset(name, data=np.asarray(extra[name], "f8"), track_times=False)
-        done = f.create_dataset("chunks/completed", (k_total,), "?", track_times=False)
-        sums = f.create_dataset("chunks/sha256", (k_total,), "S64", track_times=False)
-        i0 = 0
-        for k, (ims, pss) in enumerate(chunks):
-            i1 = i0 + len(ims)
-            if len(ims) != min(chunk, n - i0):
-                raise DataError(f"chunk {k} has {len(ims)} images, expected {min(chunk, n - i0)}")
-            img[i0:i1] = ims
-            if psf is not None:
-                psf[i0:i1] = pss
-            sums[k] = chunk_sha256(ims, pss).encode()
-            done[k] = True
-            i0 = i1
-        if i0 != n:
-            raise DataError(f"wrote {i0} of {n} images")
-        f.attrs["complete"] = True
-        f.flush()
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
 
 
 class H5Array:

@@ -5,7 +5,7 @@ catalogue file or directory; for ``xdf`` a 2-D FITS image, or None for scikit-im
 returning a :class:`jaxsky.data.presets.base.Preset`.
 """
 
-from jaxsky.data.real._common import GROUND_DEFAULT, HST_F814W, image_seed, survey_psf
+from jaxsky.data.real._common import HST_F814W, survey_psf
 from jaxsky.data.real.catalog import (
     ParametricCatalog,
     RealCatalog,
@@ -30,9 +30,7 @@ __all__ = [
     "open_parametric_catalog",
     "open_real_catalog",
     "survey_psf",
-    "image_seed",
     "HST_F814W",
-    "GROUND_DEFAULT",
 ]
 
 PRESETS = {

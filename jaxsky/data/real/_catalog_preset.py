@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxsky.data.design import PURPOSES, index_uniforms
 from jaxsky.data.presets.base import Design, Preset, Survey
-from jaxsky.data.real._common import check_survey, choose_rows, draw_fwhm, image_rng
+from jaxsky.data.real._common import check_survey, choose_rows, draw_fwhm
 
 __all__ = ["CatalogPreset"]
 
@@ -81,9 +82,9 @@ class CatalogPreset(Preset):
         w = self._weights if self.weighted else None
         pos = choose_rows(int(n), len(self._row_ids), seed=seed, replace=self.replace, weights=w)
         self.check_target(survey, self._row_ids[pos])
-        rot = np.array(
-            [2 * math.pi * image_rng(seed, i, 2).random() if self.rotate else 0.0 for i in range(n)]
-        )
+        rot = np.zeros(int(n))
+        if self.rotate:
+            rot = 2 * math.pi * index_uniforms(seed, np.arange(int(n)), PURPOSES["rotation"])
         return Design(
             params=self._cond[pos].copy(),
             rows=self._row_ids[pos].astype(np.int64),

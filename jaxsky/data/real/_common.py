@@ -1,20 +1,22 @@
-"""Shared pieces of the real-galaxy presets: per-image seeds, survey PSFs, row choice."""
+"""Shared pieces of the real-galaxy presets: survey PSFs, per-image PSF FWHM, row choice.
+
+Per-image randomness uses :func:`jaxsky.data.design.index_seeds` (one scheme for all presets).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from jaxsky.data.design import PURPOSES, index_uniforms
 from jaxsky.data.presets.base import Survey
 
 __all__ = [
-    "image_seed",
-    "image_rng",
     "survey_psf",
     "draw_psf",
     "choose_rows",
     "check_survey",
     "HST_F814W",
-    "GROUND_DEFAULT",
+    "draw_fwhm",
 ]
 
 # Default conditions when no survey is given.
@@ -29,33 +31,6 @@ HST_F814W = Survey(
     description="HST/ACS F814W-like: 0.03 arcsec/pixel, Airy PSF (814 nm, 2.4 m, no obscuration)",
     sources=("Koekemoer et al. 2007, ApJS 172, 196 (COSMOS ACS drizzled 0.03 arcsec pixels)",),
 )
-# Ground-based LSST-like target for PSF-matched real galaxies: 0.2"/pixel (LSST Science Book
-# 2009, Sec. 2), Moffat beta=3.5 seeing of 0.6-0.9" FWHM.
-GROUND_DEFAULT = Survey(
-    name="ground-lsst-like",
-    scale=0.2,
-    stamp=48,
-    psf_family="moffat",
-    psf_fwhm=(0.6, 0.9),
-    psf_beta=3.5,
-    description="LSST-like: 0.2 arcsec/pixel, Moffat(beta=3.5) PSF with FWHM 0.6-0.9 arcsec",
-    sources=("LSST Science Book v2.0 (2009), arXiv:0912.0201, Sec. 2",),
-)
-
-
-def image_seed(seed: int, i: int, stream: int = 0) -> int:
-    """A positive 32-bit seed for image ``i`` of a run seeded ``seed`` (``stream`` separates uses).
-
-    Built with numpy's SeedSequence so nearby (seed, i) pairs give unrelated streams; never 0,
-    which GalSim's ``BaseDeviate`` would take as "seed from the clock".
-    """
-    s = np.random.SeedSequence([int(seed), int(i), int(stream)]).generate_state(1)[0]
-    return int(s % (2**31 - 1)) + 1
-
-
-def image_rng(seed: int, i: int, stream: int = 0) -> np.random.Generator:
-    """numpy Generator for image ``i`` (see :func:`image_seed`)."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(i), int(stream)]))
 
 
 def check_survey(survey: Survey) -> None:
@@ -102,7 +77,8 @@ def draw_psf(psf, survey: Survey) -> np.ndarray:
 def draw_fwhm(survey: Survey, n: int, seed: int) -> np.ndarray:
     """float64[n] PSF FWHM per image, uniform in the survey's range, seeded by (seed, i)."""
     lo, hi = survey.psf_fwhm
-    return np.array([lo + (hi - lo) * image_rng(seed, i, 1).random() for i in range(n)])
+    u = index_uniforms(seed, np.arange(int(n)), PURPOSES["psf_fwhm"])
+    return lo + (hi - lo) * u
 
 
 def choose_rows(

@@ -17,16 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from jaxsky.data.design import PURPOSES, index_seeds
 from jaxsky.data.presets.base import Design, SimResult, Survey
 from jaxsky.data.real._catalog_preset import CatalogPreset
-from jaxsky.data.real._common import (
-    GROUND_DEFAULT,
-    HST_F814W,
-    draw_psf,
-    image_seed,
-    survey_psf,
-)
+from jaxsky.data.real._common import HST_F814W, draw_psf, survey_psf
 from jaxsky.data.real.catalog import _read_table, open_parametric_catalog, open_real_catalog
+from jaxsky.data.surveys import get_survey
 from jaxsky.errors import DataError
 
 __all__ = ["CosmosParametric", "CosmosReal"]
@@ -144,7 +140,8 @@ class CosmosReal(CatalogPreset):
     """Real HST galaxies (``galsim.RealGalaxy``) PSF-matched to a target survey.
 
     GalSim deconvolves each galaxy by its HST PSF, rotates it, convolves it with the survey PSF
-    and draws it at the survey pixel scale (default: LSST-like 0.2"/pixel, Moffat 0.6-0.9").
+    and draws it at the survey pixel scale (default: the ``lsst`` survey, 0.2"/pixel, 33x33,
+    Moffat beta 3.5 with FWHM 0.6-1.0").
     The target PSF must be broader than the HST PSF (checked: the survey's smallest FWHM must be
     at least ``min_fwhm_ratio`` times the largest HST PSF FWHM of the chosen rows, and its pixels
     no finer than the HST ones), otherwise the deconvolution amplifies noise: a ValueError.
@@ -165,7 +162,8 @@ class CosmosReal(CatalogPreset):
 
     name = "cosmos-real"
     description = "real HST galaxies from a GalSim RealGalaxyCatalog, PSF-matched to a survey"
-    default_survey = GROUND_DEFAULT
+    # No survey given: the ``lsst`` survey's pixels, stamp and PSF (jaxsky.data.surveys).
+    default_survey = get_survey("lsst")
 
     def __init__(
         self,
@@ -246,7 +244,8 @@ class CosmosReal(CatalogPreset):
         import galsim
 
         row = self._row_ids[self._pos_of(design, i)]
-        rng = galsim.BaseDeviate(image_seed(seed, i, 3))
+        # The image's render seed (stored as /render_seeds); 0 would mean "seed from the clock".
+        rng = galsim.BaseDeviate(int(index_seeds(seed, [i], PURPOSES["render"])[0]) or 1)
         # Pad to the diagonal of the target stamp so that every rotation stays covered.
         pad = math.sqrt(2) * survey.stamp * survey.scale if self.noise_pad else 0
         gsc = self._galsim()

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from jaxsky._io import atomic_write_bytes
-from jaxsky.bench._util import Context, device_info, device_tag, memory
 
 __all__ = [
     "AREAS",
@@ -58,6 +57,8 @@ def parse_only(only: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _run_areas(ctx, names, fns, on_area=lambda areas: None):
+    from jaxsky.bench._util import memory
+
     areas = {}
     both = {"predict", "train_step"} <= set(names)
     for name in names:
@@ -103,6 +104,9 @@ def run_benchmarks(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Run the selected areas; write JSON + markdown to ``out``; return the results dict."""
+    # JAX is imported here, not at module level: the CLI builds its parser from this module.
+    from jaxsky.bench._util import Context, device_info, device_tag, memory
+
     names = parse_only(only)
     out = Path(out)
     stem = device_tag() + ("-quick" if quick else "")

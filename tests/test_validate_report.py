@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from jaxsky.cli import main
+from jaxsky.data import simulate
 from jaxsky.errors import DataError
 from jaxsky.render import Convolve, Exponential, Gaussian, draw_batch
-from jaxsky.testing import paper_like_dataset
 from jaxsky.validate.report import compare, evaluate, learning_curve, measure
 
 
 @pytest.fixture(scope="module")
 def data():
-    return paper_like_dataset(40, seed=3)
+    return simulate("paper", 40, seed=3, backend="jaxsky")
 
 
 def renderer_model(data, *, flux=1.0, size=1.0, name="renderer", **info):
@@ -58,6 +58,12 @@ def test_report_contents_and_known_biases(data, tmp_path):
         assert (tmp_path / "exact" / f).stat().st_size > 1000
     assert "| max_res_over_peak |" in (tmp_path / "exact" / "report.md").read_text()
     assert res["summary"]["mse"]["max_abs"] < 1e-6 * np.max(data.images) ** 2
+    pop = doc["population"]
+    assert pop["n_used"] + pop["n_failed"] == doc["data"]["n_evaluated"]
+    for q in ("abs_g", "sigma"):  # the exact model reproduces the truth's means
+        assert abs(pop[q]["diff"]) < 1e-5 * pop[q]["truth_mean"] and pop[q]["within_1se"]
+    assert (tmp_path / "exact" / "population.png").stat().st_size > 1000
+    assert "| mean abs(g) |" in (tmp_path / "exact" / "report.md").read_text()
 
     # a 1% flux bias and a 3% size bias come out as such
     biased = evaluate(renderer_model(data, flux=1.01), data, tmp_path / "biased", hsm=False)
@@ -66,6 +72,9 @@ def test_report_contents_and_known_biases(data, tmp_path):
     assert biased["wasserstein"]["flux"] > 0.005 * np.mean(data.param("flux"))
     big, _ = measure(renderer_model(data, size=1.03), data, hsm=False)
     assert 0.003 < big["summary"]["dsigma_over_sigma"]["median"] < 0.03  # PSF-diluted
+    # the population check sees the same size bias, paired per galaxy
+    rel = big["population"]["sigma"]["rel_diff"]
+    assert 0.003 < rel < 0.03 and big["population"]["sigma"]["diff"] > 0
 
     with pytest.raises(FileExistsError):
         evaluate(renderer_model(data), data, tmp_path / "exact")

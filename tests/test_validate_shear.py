@@ -72,6 +72,8 @@ def test_injected_bias_is_recovered(x64):
     for k in range(2):
         assert res["dm"][k] == pytest.approx(m_inj, abs=max(3 * res["dm_err"][k], 2e-4))
         assert res["dc"][k] == pytest.approx(c_inj[k], abs=max(3 * res["dc_err"][k], 2e-5))
+        # no PSF here: GalSim's m ~ 0, so the relative responsivity bias is the injected m too
+        assert res["dm_rel"][k] == pytest.approx(m_inj, abs=max(3 * res["dm_rel_err"][k], 3e-4))
     # the unbiased jaxsky model against GalSim: no difference
     same = compare_shear_calibration(galsim_render, model, THETA, g=0.02, n_rot=4)
     assert np.all(np.abs(same["dm"]) < 1e-4) and np.all(np.abs(same["dc"]) < 1e-5)
@@ -109,3 +111,48 @@ def test_paper_preset_reference_vs_jaxsky_model(x64):
     for k in range(2):  # renderer matches GalSim to ~1e-5 of the peak
         assert abs(res["dm"][k]) < max(3 * res["dm_err"][k], 1e-4)
         assert abs(res["dc"][k]) < max(3 * res["dc_err"][k], 1e-5)
+
+
+def test_hsm_ring_with_each_galaxys_psf(x64):
+    """PSF-corrected (HSM re-Gaussianization) ring test with per-galaxy PSF images on a
+    `paper` variant whose PSF is resolved (FWHM 2.5-3.5 px): renderer minus GalSim dm ~ 0,
+    and GalSim's own m is a PSF-corrected one (far from the ~-0.1 to -0.8 moment dilution)."""
+    from jaxsky.data.presets import get_preset
+    from jaxsky.validate.shear import preset_psf_images, preset_shear_renderer
+
+    preset = get_preset("paper", ranges={"psf_fwhm": (0.5, 0.7)})
+    # flux, scale radius 0.5-0.8" (resolved), intrinsic shapes, PSF FWHM
+    theta = np.array(
+        [[3e4, 0.6, 0.2, -0.1, 0.6], [5e4, 0.8, -0.15, 0.2, 0.5], [2e4, 0.5, 0.0, 0.3, 0.7]]
+    )
+    psfs = preset_psf_images(preset, theta)
+    assert psfs.shape == (3, 33, 33) and np.allclose(psfs.sum(axis=(1, 2)), 1, atol=1e-3)
+
+    def predict(th):
+        t = jnp.asarray(th)
+        gal = Exponential(flux=t[:, 0], scale_radius=t[:, 1]).shear(g1=t[:, 2], g2=t[:, 3])
+        return draw_batch(Convolve(gal, Gaussian(fwhm=t[:, 4])), nx=33, ny=33, scale=0.2)
+
+    model = param_shear_renderer(predict, preset.param_names)
+    ref = preset_shear_renderer(preset)
+    res = compare_shear_calibration(ref, model, theta, n_rot=2, method="hsm", psfs=psfs)
+    assert res["reference"]["n_failed"] == 0 and res["model"]["n_failed"] == 0
+    assert abs(res["reference"]["m1"]) < 0.05 and abs(res["reference"]["m2"]) < 0.05
+    moments = shear_calibration(ref, theta, n_rot=2)
+    assert np.all(moments.m < -0.1)  # observed moments are PSF-diluted
+
+    def biased(th, a1, a2):  # a model whose response to shear is 1% too strong
+        return model(th, 1.01 * a1, 1.01 * a2)
+
+    biased.rotate = model.rotate
+    obs = compare_shear_calibration(ref, biased, theta, n_rot=2)
+    for k in range(2):  # observed moments: dm is diluted, dm_rel undoes the dilution
+        assert obs["dm"][k] == pytest.approx(0.01 * (1 + moments.m[k]), rel=0.1)
+        assert obs["dm_rel"][k] == pytest.approx(0.01, rel=0.02)
+    for k in range(2):
+        assert abs(res["dm"][k]) < max(3 * res["dm_err"][k], 1e-3)
+        assert abs(res["dc"][k]) < max(3 * res["dc_err"][k], 1e-4)
+    with pytest.raises(ValueError, match="psfs"):
+        shear_calibration(ref, theta, n_rot=2, method="hsm")
+    with pytest.raises(ValueError, match="columns"):
+        preset_psf_images(preset, theta[:, :4])

@@ -3,6 +3,7 @@
 from jaxsky.validate.hsm import HSMResult, hsm_moments, hsm_shear
 from jaxsky.validate.moments import Moments, adaptive_moments, batch_adaptive_moments, e_to_g
 from jaxsky.validate.morphology import batch_morphology, morphology
+from jaxsky.validate.population import mean_with_error, population_check
 from jaxsky.validate.refit import SersicFit, sersic_model, sersic_refit
 from jaxsky.validate.report import compare, evaluate, learning_curve, measure
 from jaxsky.validate.shear import (
@@ -10,6 +11,7 @@ from jaxsky.validate.shear import (
     compare_shear_calibration,
     compose_shear,
     param_shear_renderer,
+    preset_psf_images,
     shear_calibration,
 )
 
@@ -31,6 +33,9 @@ __all__ = [
     "compare_shear_calibration",
     "compose_shear",
     "param_shear_renderer",
+    "preset_psf_images",
+    "mean_with_error",
+    "population_check",
     "measure",
     "evaluate",
     "compare",

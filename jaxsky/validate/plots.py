@@ -13,6 +13,7 @@ __all__ = [
     "power_spectra",
     "learning_curves",
     "comparison",
+    "population",
 ]
 
 
@@ -147,6 +148,29 @@ def comparison(table: list[dict], path: Path, *, keys=None) -> Path:
         a.set_xticks(range(len(names)), names, rotation=45, fontsize=7)
         a.set_yscale("log")
         a.set_title(f"median |{k}|", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def population(truth: dict, pred: dict, path: Path, *, bins: int = 20) -> Path:
+    """Histograms of |g| and size (sigma, pixels), truth against emulated, with their means."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    for a, (q, label) in zip(ax, (("abs_g", "|g| (observed moments)"), ("sigma", "sigma (px)"))):
+        t, p = np.asarray(truth[q], float), np.asarray(pred[q], float)
+        ok = np.isfinite(t) & np.isfinite(p)
+        if not ok.any():
+            continue
+        edges = np.histogram_bin_edges(np.concatenate([t[ok], p[ok]]), bins=bins)
+        a.hist(t[ok], bins=edges, histtype="step", lw=1.5, label="truth")
+        a.hist(p[ok], bins=edges, histtype="step", lw=1.5, ls="--", label="emulated")
+        a.axvline(t[ok].mean(), color="C0", lw=0.8)
+        a.axvline(p[ok].mean(), color="C1", lw=0.8, ls="--")
+        a.set_xlabel(label)
+    ax[0].set_ylabel("galaxies")
+    ax[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

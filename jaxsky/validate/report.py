@@ -19,6 +19,7 @@ from jaxsky._io import atomic_output_dir
 from jaxsky.errors import DataError
 from jaxsky.validate import metrics as M
 from jaxsky.validate import plots
+from jaxsky.validate.population import population_check
 
 __all__ = [
     "Model",
@@ -155,6 +156,10 @@ def measure(model, dataset, *, split="test", max_images=None, hsm=True, morpholo
             "meta": _meta_identity(part.meta),
         },
         "summary": M.summarize(per),
+        "population": population_check(
+            {k: mom[f"{k}_true"] for k in ("sigma", "g1", "g2")},
+            {k: mom[f"{k}_pred"] for k in ("sigma", "g1", "g2")},
+        ),
         "wasserstein": M.wasserstein_distances(stats_t, stats_p),
         "binned": M.binned(per, part.params, part.param_names),
         "failures": failures,
@@ -162,7 +167,11 @@ def measure(model, dataset, *, split="test", max_images=None, hsm=True, morpholo
         "pixel_histogram": {k: v.tolist() for k, v in M.pixel_histograms(truth, pred).items()},
         "per_image": {k: np.asarray(v).tolist() for k, v in per.items()},
     }
-    return res, {"truth": truth, "pred": pred, "params": part.params, "per": per}
+    pop = {
+        nm: {"abs_g": np.hypot(mom[f"g1_{nm}"], mom[f"g2_{nm}"]), "sigma": mom[f"sigma_{nm}"]}
+        for nm in ("true", "pred")
+    }
+    return res, {"truth": truth, "pred": pred, "params": part.params, "per": per, "pop": pop}
 
 
 def _meta_identity(meta) -> dict:
@@ -221,6 +230,23 @@ def _markdown(res: dict, figures: list[str]) -> str:
                 f"| {k} | {v['median']:.3g} | {v['mean']:.3g} | {v['p95_abs']:.3g} | "
                 f"{v['max_abs']:.3g} | {v['n']} |"
             )
+    if "population" in res:
+        pop = res["population"]
+        lines += [
+            "",
+            f"Population means (adaptive moments, {pop['n_used']} galaxies, "
+            f"{pop['n_failed']} failed):",
+            "",
+            "| quantity | truth | emulated | diff / truth SE | within 1 SE |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for q, label in (("abs_g", "mean abs(g)"), ("sigma", "mean sigma (px)")):
+            v = pop[q]
+            lines.append(
+                f"| {label} | {v['truth_mean']:.4g} ± {v['truth_se']:.2g} | "
+                f"{v['pred_mean']:.4g} ± {v['pred_se']:.2g} | {v['diff_in_se']:+.2f} | "
+                f"{'yes' if v['within_1se'] else 'no'} |"
+            )
     lines += ["", "Wasserstein-1 distances (truth vs emulated distributions):", ""]
     lines += [f"- {k}: {v:.3g}" for k, v in res["wasserstein"].items() if v is not None]
     lines += ["", "Measurement failures (counted, never dropped silently):", ""]
@@ -250,6 +276,9 @@ def _write(out_dir, res, arrays, overwrite, learning=None):
         plots.metric_histograms(per, tmp / "metric_histograms.png")
         plots.power_spectra(res["power_spectrum"], res["pixel_histogram"], tmp / "spectra.png")
         figs = ["gallery.png", "residual_vs_params.png", "metric_histograms.png", "spectra.png"]
+        if "pop" in arrays:
+            plots.population(arrays["pop"]["true"], arrays["pop"]["pred"], tmp / "population.png")
+            figs.append("population.png")
         if learning:
             res["learning_curve"] = learning
             plots.learning_curves(learning, tmp / "learning_curve.png")

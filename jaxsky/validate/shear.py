@@ -28,6 +28,7 @@ __all__ = [
     "param_shear_renderer",
     "preset_shear_renderer",
     "calibration_thetas",
+    "preset_psf_images",
     "measure_shear",
     "shear_calibration",
     "compare_shear_calibration",
@@ -160,6 +161,27 @@ def calibration_thetas(dataset, n: int, *, g: float = 0.02, split: str = "test")
     return part.params[keep[:n]]
 
 
+def preset_psf_images(preset, theta, *, survey=None) -> np.ndarray:
+    """float64[N, ny, nx] effective PSF (pixel included, unit flux) of each row of theta
+    float[N, P], as the preset's data sets store it: the PSF images HSM ``EstimateShear``
+    needs for the ring test (:func:`shear_calibration` tiles them over orientations and
+    shears; the PSF is round, so rotating the galaxy does not change it)."""
+    params = getattr(preset, "parameters", None)
+    names = tuple(p.name for p in params(survey)) if params else tuple(preset.param_names)
+    theta = np.atleast_2d(np.asarray(theta, np.float64))
+    if theta.shape[1] != len(names):
+        raise ValueError(f"theta has {theta.shape[1]} columns; preset {preset.name!r} has {names}")
+    ny, nx = preset.stamp_shape(survey)
+    scale = preset.pixel_scale(survey)
+    out = [
+        preset.galsim_psf(dict(zip(names, map(float, row))), survey)
+        .drawImage(nx=nx, ny=ny, scale=scale)
+        .array
+        for row in theta
+    ]
+    return np.stack(out).astype(np.float64)
+
+
 def _rotate_cols(theta, angle, i1, i2):
     th = np.array(theta, dtype=np.float64, copy=True)
     th[:, i1], th[:, i2] = rotate_shape(th[:, i1], th[:, i2], angle)
@@ -263,12 +285,22 @@ def shear_calibration(
 
 
 def compare_shear_calibration(render_ref, render_model, theta, **kw) -> dict:
-    """m, c of a reference and a model on the same galaxies, and their paired differences."""
+    """m, c of a reference and a model on the same galaxies, and their paired differences.
+
+    Besides ``dm`` = m_model - m_ref, ``dm_rel`` is the model's relative shear responsivity
+    (1 + m_model) / (1 + m_ref) - 1 per galaxy, averaged: the multiplicative bias the model
+    would leave after a PSF correction (or calibration) that divides by the reference's
+    responsivity. It equals ``dm`` for a PSF-corrected estimator (m_ref ~ 0) and is
+    dm / (1 + m_ref) where observed moments are diluted by the PSF (1 + m_ref < 1).
+    """
     ref = shear_calibration(render_ref, theta, **kw)
     mod = shear_calibration(render_model, theta, **kw)
     dm, dm_err = _stats(mod.m_gal - ref.m_gal)
     dc, dc_err = _stats(mod.c_gal - ref.c_gal)
+    rel, rel_err = _stats((1.0 + mod.m_gal) / (1.0 + ref.m_gal) - 1.0)
     return {
+        "dm_rel": rel.tolist(),
+        "dm_rel_err": rel_err.tolist(),
         "reference": ref.as_dict(),
         "model": mod.as_dict(),
         "dm": dm.tolist(),

@@ -7,13 +7,20 @@ GalSim draws ``--n`` noisy Sersic x Moffat stamps (optimal SNR uniform in 20-200
 all. Reports compile time (first chunk) separately from the timed run over all stamps, the
 convergence fraction, and per parameter the mean and variance of z = (fit - truth) / err and the
 fraction of truths inside the 68% interval (target 0.63-0.73, over >= 200 galaxies). Writes
-``benchmarks/results/fit-<platform>.json`` and ``.md``.
+``benchmarks/results/fit-<platform><tag>.json`` and ``.md``.
+
+    python benchmarks/fit.py --emulator-train 512 --n 100
+
+instead trains a pcagp emulator on GalSim ``paper`` images and fits ``--n`` noisy stamps of its
+domain through the emulator and through the renderer (``jaxsky.infer.fit_images``), reporting
+their differences in units of the statistical error (``fit-emulator-<platform>.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,33 +31,107 @@ import numpy as np
 
 import jaxsky
 from jaxsky.infer import PARAMS, SERSIC_CONFIG, fit_sersic, sersic_plan
+from jaxsky.testing import galsim_sersic_stamps
 
 SCALE, PSF_BETA, PSF_FWHM = 0.2, 3.0, 0.7
 
 
 def simulate(n, nx, seed):
-    rng = np.random.default_rng(seed)
-    gmag, gphi = 0.4 * np.sqrt(rng.uniform(size=n)), rng.uniform(0, np.pi, n)
-    truth = {
-        "flux": rng.uniform(500, 5000, n),
-        "half_light_radius": rng.uniform(0.25, 0.8, n),
-        "n": rng.choice([0.5, 1.0, 1.5, 2.0, 3.0, 4.0], n),
-        "g1": gmag * np.cos(2 * gphi),
-        "g2": gmag * np.sin(2 * gphi),
-        "dx": rng.uniform(-0.5, 0.5, n) * SCALE,
-        "dy": rng.uniform(-0.5, 0.5, n) * SCALE,
+    """GalSim truth, stamps, variances and SNRs (see ``jaxsky.testing.galsim_sersic_stamps``)."""
+    st = galsim_sersic_stamps(
+        n, seed=seed, nx=nx, scale=SCALE, psf_beta=PSF_BETA, psf_fwhm=PSF_FWHM
+    )
+    return st.truth, st.images, st.variance, st.snr
+
+
+def emulator_agreement(args):
+    """Fit the same noisy GalSim stamps through a trained pcagp emulator and the renderer."""
+    from jaxsky import data, emulators
+    from jaxsky.infer.emulated import fit_emulator, fit_images
+    from jaxsky.render import Convolve, Exponential, Gaussian, draw, make_plan
+
+    t = time.perf_counter()
+    train = data.simulate("paper", args.emulator_train, seed=args.seed)
+    emu = emulators.fit("pcagp", train, key=jax.random.key(args.seed))
+    t_train = time.perf_counter() - t
+    names, ranges = emu.param_names, emu.info["ranges"]  # flux, scale_radius, g1, g2, psf_fwhm
+    lo, hi = (np.array([ranges[k][i] for k in names]) for i in (0, 1))
+    rng = np.random.default_rng(args.seed + 1)
+    # the emulator's domain, 10% in from its edges (fits need room on both sides)
+    theta = lo + (hi - lo) * rng.uniform(0.1, 0.9, (args.n, len(names)))
+    clean = np.empty((args.n, 33, 33))
+    for i, th in enumerate(theta):
+        gal = galsim.Exponential(flux=th[0], scale_radius=th[1]).shear(g1=th[2], g2=th[3])
+        obj = galsim.Convolve(gal, galsim.Gaussian(fwhm=th[4]))
+        clean[i] = obj.drawImage(nx=33, ny=33, scale=0.2).array
+    snr = rng.uniform(20, 200, args.n)
+    sigma = np.sqrt((clean**2).sum((1, 2))) / snr
+    images = clean + sigma[:, None, None] * rng.standard_normal(clean.shape)
+    fixed = {"psf_fwhm": theta[:, 4]}
+    big = Convolve(Exponential(scale_radius=hi[1]).shear(g1=0.7, g2=0.0), Gaussian(fwhm=hi[4]))
+    plan = make_plan(big, 33, 33, 0.2)
+
+    def model(th):
+        gal = Exponential(flux=th[0], scale_radius=th[1]).shear(g1=th[2], g2=th[3])
+        return draw(Convolve(gal, Gaussian(fwhm=th[4])), nx=33, ny=33, scale=0.2, plan=plan)
+
+    t = time.perf_counter()
+    fe = fit_emulator(emu, images, sigma**2, fixed=fixed)
+    t_emu = time.perf_counter() - t
+    t = time.perf_counter()
+    fr = fit_images(model, names, ranges, images, sigma**2, fixed=fixed)
+    t_ren = time.perf_counter() - t
+    ok = fe["converged"] & fr["converged"]
+    stats = {}
+    for i, k in enumerate(names[:4]):
+        d = ((fe[k] - fr[k]) / fr[f"{k}_err"])[ok]
+        ze, zr = (((f[k] - theta[:, i]) / f[f"{k}_err"])[ok] for f in (fe, fr))
+        stats[k] = {
+            "rms_diff_over_err": float(np.sqrt(np.mean(d**2))),
+            "max_abs_diff_over_err": float(np.max(np.abs(d))),
+            "median_err_ratio_emu_over_renderer": float(
+                np.median(fe[f"{k}_err"][ok] / fr[f"{k}_err"][ok])
+            ),
+            "var_z_emulator": float(np.var(ze)),
+            "var_z_renderer": float(np.var(zr)),
+        }
+    out = {
+        "benchmark": "fit_emulator vs fit_images(renderer)",
+        "platform": jax.default_backend(),
+        "n_train": args.emulator_train,
+        "n_galaxies": args.n,
+        "snr": [20, 200],
+        "train_s": t_train,
+        "fit_emulator_s_incl_compile": t_emu,
+        "fit_renderer_s_incl_compile": t_ren,
+        "converged_both": float(ok.mean()),
+        "plan": str(plan),
+        "params": stats,
+        "note": "wall-clock on a shared machine" + (f"; {args.note}" if args.note else ""),
     }
-    psf = galsim.Moffat(PSF_BETA, fwhm=PSF_FWHM)
-    images, var, snr = np.empty((n, nx, nx), np.float32), np.empty(n), rng.uniform(20, 200, n)
-    for i in range(n):
-        t = {k: float(v[i]) for k, v in truth.items()}
-        gal = galsim.Sersic(t["n"], half_light_radius=t["half_light_radius"], flux=t["flux"])
-        gal = gal.shear(g1=t["g1"], g2=t["g2"]).shift(t["dx"], t["dy"])
-        img = galsim.Convolve(gal, psf).drawImage(nx=nx, ny=nx, scale=SCALE).array
-        sigma = np.sqrt(np.sum(img**2)) / snr[i]
-        var[i] = sigma**2
-        images[i] = img + rng.normal(0, sigma, img.shape)
-    return truth, images, var, snr
+    lines = [
+        f"# Emulator (pcagp, {args.emulator_train} GalSim 'paper' images) vs renderer fits",
+        "",
+        f"{args.n} noisy GalSim Exponential x Gaussian stamps (33x33, optimal SNR 20-200) inside "
+        "the emulator's domain, PSF FWHM known; one fitter (`jaxsky.infer.fit_images`), one "
+        f"parameter box. Both converged: {100 * ok.mean():.1f}%.",
+        "",
+        "| parameter | rms (emu - renderer) / err | max abs | err ratio | var z emu | var z rend |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for k, st in stats.items():
+        lines.append(
+            f"| {k} | {st['rms_diff_over_err']:.3f} | {st['max_abs_diff_over_err']:.3f} | "
+            f"{st['median_err_ratio_emu_over_renderer']:.3f} | {st['var_z_emulator']:.2f} | "
+            f"{st['var_z_renderer']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Training {t_train:.0f} s; fits incl. compile: emulator {t_emu:.0f} s, renderer "
+        f"{t_ren:.0f} s. _{out['note']}._",
+        "",
+    ]
+    return out, lines
 
 
 def main(argv=None):
@@ -63,7 +144,23 @@ def main(argv=None):
     ap.add_argument("--n-fft", type=int, help="fixed FFT size instead of the automatic plan")
     ap.add_argument("--alias-rings", type=int, default=3, help="with --n-fft (default 3)")
     ap.add_argument("--tag", default="", help="suffix for the result file names")
+    ap.add_argument("--note", default="", help="free text stored with the results")
+    ap.add_argument(
+        "--emulator-train",
+        type=int,
+        help="instead: train pcagp on this many 'paper' images and compare emulator-based with "
+        "renderer-based fits of --n stamps",
+    )
     args = ap.parse_args(argv)
+    if args.emulator_train:
+        out, lines = emulator_agreement(args)
+        outdir = Path(args.out)
+        outdir.mkdir(parents=True, exist_ok=True)
+        name = f"fit-emulator-{out['platform']}{args.tag}"
+        (outdir / f"{name}.json").write_text(json.dumps(out, indent=2))
+        (outdir / f"{name}.md").write_text("\n".join(lines))
+        print("\n".join(lines))
+        return out
 
     t = time.perf_counter()
     truth, images, var, snr = simulate(args.n, args.nx, args.seed)
@@ -97,7 +194,7 @@ def main(argv=None):
         "benchmark": "fit_sersic",
         "platform": jax.default_backend(),
         "device": str(jax.devices()[0]),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
         "versions": {"jax": jax.__version__, "galsim": galsim.__version__},
         "n_galaxies": args.n,
@@ -112,13 +209,18 @@ def main(argv=None):
         "run_cpu_s": c_run,
         "fits_per_s": args.n / t_run,
         "fits_per_cpu_s": args.n / c_run,
-        "plan": str(plan) if plan is not None else "automatic (sersic_plan, see fit_sersic)",
+        "plan": str(plan)
+        if plan is not None
+        else "automatic: the fit_sersic default, sersic_plan(..., fast=True) "
+        "(FFT period = stamp, 1 alias ring)",
         "first_chunk_flux_matches": bool(np.allclose(first["flux"], res["flux"][:k])),
         "converged_fraction": float(ok.mean()),
         "flags_histogram": {int(f): int(c) for f, c in zip(*np.unique(res["flags"], True))},
         "median_n_steps": float(np.median(res["n_steps"])),
         "zscores": stats,
-        "note": "wall-clock on a shared machine; other processes may inflate times",
+        "note": "wall-clock on a shared machine; other processes may inflate times"
+        + (f"; {args.note}" if args.note else ""),
+        "load_average_1min_at_end": os.getloadavg()[0],
     }
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +246,12 @@ def main(argv=None):
             f"| {p} | {s['mean_z']:+.3f} | {s['var_z']:.3f} | {s['cover68']:.3f} | "
             f"{s['median_rel_err']:.3g} |"
         )
-    lines += ["", f"_{out['note']}._", ""]
+    lines += [
+        "",
+        f"_{out['note']}; 1-min load average at the end: "
+        f"{out['load_average_1min_at_end']:.1f} on {out['cpu_count']} cores._",
+        "",
+    ]
     (outdir / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return out

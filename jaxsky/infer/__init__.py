@@ -1,6 +1,8 @@
 """Inference with jaxsky forward models: likelihoods, priors and bijections, batched MAP fits
-with Laplace errors, ``fit_sersic`` for survey stamps, and NUTS adapters (optional numpyro)."""
+with Laplace errors, ``fit_sersic`` for survey stamps, ``fit_images`` / ``fit_emulator`` for any
+forward model (a renderer closure or a trained emulator), and NUTS adapters (optional numpyro)."""
 
+from jaxsky.infer.emulated import EMULATOR_CONFIG, fit_emulator, fit_images
 from jaxsky.infer.likelihood import (
     Stamps,
     gaussian_loglike,
@@ -49,6 +51,9 @@ __all__ = [
     "flat_prior",
     "normal_prior",
     "fit_sersic",
+    "fit_images",
+    "fit_emulator",
+    "EMULATOR_CONFIG",
     "sersic_model",
     "sersic_space",
     "sersic_plan",

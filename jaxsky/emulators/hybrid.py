@@ -19,6 +19,12 @@ the data set has no such column.
 ``config["residual_scale"]`` sets the units the residual family learns: ``"none"`` (flux per
 pixel), ``"flux"`` (per unit of the ``flux`` role) or ``"peak"`` (per unit of the analytic
 image's own peak, which matches a max|residual|/peak metric and is known at predict time).
+``config["residual_weight"]`` multiplies the learned residual: a number (default 1), or
+``"auto"``: the residual family is trained without the data set's ``val`` split (its own
+train/val split is redrawn from the rest) and the weight w in [0, 1] minimising the ``val``
+squared error of ``analytic + w * residual`` is kept. A residual that is irreducible noise
+(stochastic structure such as random star-forming knots, which theta does not fix) then gets
+w ~ 0 instead of adding its overfit noise to an exact conditional mean.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsky.data.dataset import assign_splits
 from jaxsky.emulators._base import EmulatorFamily, get_family, register_family
 
 __all__ = [
@@ -62,6 +69,7 @@ def default_config() -> dict:
         "residual_family": "vae",
         "residual": {},  # config of the residual family (overrides its defaults)
         "residual_scale": "none",  # "none" | "flux" | "peak" (units of the learned residual)
+        "residual_weight": 1.0,  # number, or "auto" (shrinkage fitted on the val split)
         "plan": None,  # filled in by fit: the renderer's static FFT sizes
     }
 
@@ -78,6 +86,7 @@ class HybridState:
     family: str = flax.struct.field(pytree_node=False)
     shape: tuple = flax.struct.field(pytree_node=False)
     scale_mode: str = flax.struct.field(pytree_node=False, default="none")
+    weight: object = 1.0  # float[]: multiplies the learned residual
 
 
 def _roles(names, cfg) -> tuple:
@@ -157,7 +166,7 @@ def residual_scale(mode: str, roles, theta, model):
 def predict(state: HybridState, theta):
     """analytic(theta) + scale * learned residual(theta): float[ny, nx] in flux units."""
     model = analytic(state, theta)
-    s = residual_scale(state.scale_mode, state.roles, theta, model)
+    s = state.weight * residual_scale(state.scale_mode, state.roles, theta, model)
     return model + s * get_family(state.family).predict(state.residual, theta)
 
 
@@ -166,7 +175,7 @@ def sample(state: HybridState, theta, *, key):
     if fam.sample is None:
         return predict(state, theta)
     model = analytic(state, theta)
-    s = residual_scale(state.scale_mode, state.roles, theta, model)
+    s = state.weight * residual_scale(state.scale_mode, state.roles, theta, model)
     return model + s * fam.sample(state.residual, theta, key=key)
 
 
@@ -176,9 +185,7 @@ def predict_var(state: HybridState, theta):
     if fam.predict_var is None:
         raise NotImplementedError(f"the residual family {state.family} has no variance")
     var = fam.predict_var(state.residual, theta)
-    if state.scale_mode == "none":
-        return var
-    s = residual_scale(state.scale_mode, state.roles, theta, analytic(state, theta))
+    s = state.weight * residual_scale(state.scale_mode, state.roles, theta, analytic(state, theta))
     return s**2 * var
 
 
@@ -214,13 +221,47 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
     kw = {"progress": progress}
     if checkpoint_dir is not None:
         kw["checkpoint_dir"] = f"{checkpoint_dir}/residual"
-    rstate = fam.fit(resid, rcfg, key=key, **kw)
+    weight = cfg["residual_weight"]
+    if weight == "auto":
+        held = resid.split_of == 1  # the val split, kept out of the residual's training
+        if not held.any() or held.all():
+            raise ValueError("residual_weight='auto' needs a non-empty val split and train rows")
+        rest = resid.subset(~held)
+        rest = dataclasses.replace(
+            rest, split_of=assign_splits(len(rest), (0.9, 0.1, 0.0), seed=int(held.sum()))
+        )
+        rstate = fam.fit(rest, rcfg, key=key, **kw)
+        weight = _fit_weight(fam, rstate, theta[held], r[held])
+    else:
+        weight = float(weight)
+        if not 0.0 <= weight <= 1e3:
+            raise ValueError(f"residual_weight={weight} must be 'auto' or a number in [0, 1e3]")
+        rstate = fam.fit(resid, rcfg, key=key, **kw)
     config["plan"] = list(plan)
     config["residual"] = rcfg
-    return _state(rstate, cfg, roles, list(plan), dataset.shape)
+    return _state(rstate, cfg, roles, list(plan), dataset.shape, weight)
 
 
-def _state(rstate, cfg, roles, plan, shape) -> HybridState:
+def _fit_weight(fam, rstate, theta, target) -> float:
+    """w in [0, 1] minimising sum (target - w * pred)^2 over held-out rows (least squares)."""
+    import contextlib
+
+    import jax
+
+    ctx = jax.enable_x64(True) if fam.x64 else contextlib.nullcontext()
+    with ctx:
+        fn = jax.jit(jax.vmap(fam.predict, in_axes=(None, 0)))
+        pred = np.concatenate(
+            [
+                np.asarray(fn(rstate, jnp.asarray(theta[i : i + 256])))
+                for i in range(0, len(theta), 256)
+            ]
+        ).astype(np.float64)
+    den = float(np.sum(pred**2))
+    return float(np.clip(np.sum(target * pred) / den, 0.0, 1.0)) if den > 0 else 0.0
+
+
+def _state(rstate, cfg, roles, plan, shape, weight) -> HybridState:
     return HybridState(
         residual=rstate,
         roles=roles,
@@ -230,6 +271,7 @@ def _state(rstate, cfg, roles, plan, shape) -> HybridState:
         family=cfg["residual_family"],
         shape=tuple(shape),
         scale_mode=cfg["residual_scale"],
+        weight=jnp.asarray(weight, jnp.float32),
     )
 
 
@@ -238,7 +280,8 @@ def restore(raw, config, info) -> HybridState:
     fam = get_family(cfg["residual_family"])
     rstate = fam.restore(raw["residual"], cfg["residual"], info)
     roles = _roles(tuple(info["param_names"]), cfg)
-    return _state(rstate, cfg, roles, cfg["plan"], info["shape"])
+    weight = np.asarray(raw.get("weight", 1.0), np.float32)
+    return _state(rstate, cfg, roles, cfg["plan"], info["shape"], weight)
 
 
 FAMILY = register_family(
@@ -250,5 +293,8 @@ FAMILY = register_family(
         restore=restore,
         sample=sample,
         predict_var=predict_var,
+        # the recommended residual family (pcagp) needs float64 GP algebra; the renderer and
+        # a VAE residual run correctly (if a little slower) in float64 too
+        x64=True,
     )
 )

@@ -9,6 +9,7 @@ galloping scan from the smallest period, then a bisection inside the bracket).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -85,6 +86,36 @@ def _take(obj, flags, idx):
     return jax.tree_util.tree_unflatten(tree, [x[idx] if f else x for x, f in zip(leaves, flags)])
 
 
+@functools.lru_cache(maxsize=64)
+def _unique_points(cx, cy):
+    """The distinct (copy, stamp point) pairs of the alias test, with their weights.
+
+    Pairs: each of the 80 copies at its closest approach to the stamp, and at the 4 grid
+    points. The distance |j P - x| at every period P is unchanged by (jx, x) -> -(jx, x),
+    likewise in y, and (for a square stamp) by swapping x and y, so the 400 pairs reduce
+    to ~120 distinct ones (an exact rewrite: the sums are the same up to rounding).
+    Returns jx, jy, px, py, ring as (U, 1) columns and weights (2, U) for the worst-case
+    sum and the grid mean.
+    """
+    pts = [(cx * np.sign(_JS[:, 0]), cy * np.sign(_JS[:, 1]), 0, 1.0)]
+    pts += [(np.full(80, g[0] * cx), np.full(80, g[1] * cy), 1, w) for g, w in zip(_GRID, _GRID_W)]
+    table = {}
+    for pxs, pys, row, w in pts:
+        for (jx, jy), px, py in zip(_JS.tolist(), pxs.tolist(), pys.tolist()):
+            ax, ay = _canon(jx, px), _canon(jy, py)
+            key = tuple(sorted((ax, ay))) if cx == cy else (ax, ay)
+            table.setdefault(key, np.zeros(2))[row] += w
+    keys = list(table)
+    cols = np.array([(a[0], b[0], a[1], b[1]) for a, b in keys], float)  # jx, jy, px, py
+    ring = np.maximum(np.abs(cols[:, 0]), np.abs(cols[:, 1]))
+    weights = np.stack([table[k] for k in keys], axis=1)
+    return (*(c[:, None] for c in cols.T), ring[:, None], weights)
+
+
+def _canon(j, x):
+    return (-j, -x) if (j < 0 or (j == 0 and x < 0)) else (j, x)
+
+
 def _scan_positions(n):
     """Candidate indices tested in turn: 0, 1, 2, 3, then steps growing by half; ends at n-1."""
     pos, out = 0, []
@@ -121,11 +152,7 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     above = SIZE_CLASSES[SIZE_CLASSES >= max(nx, ny)]
     cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
-    ring = np.tile(np.max(np.abs(_JS), axis=1), 5)[:, None]  # (400, 1): ring of each copy
-    # The stamp points: 1 worst case per copy (its closest approach), then the grid.
-    px = np.concatenate([cx * np.sign(_JS[:, 0])] + [np.full(80, g * cx) for g in _GRID[:, 0]])
-    py = np.concatenate([cy * np.sign(_JS[:, 1])] + [np.full(80, g * cy) for g in _GRID[:, 1]])
-    jx, jy = np.tile(_JS[:, 0], 5)[:, None], np.tile(_JS[:, 1], 5)[:, None]
+    jx, jy, px, py, ring, weights = _unique_points(cx, cy)
     size2 = np.asarray(obj._size2_np(), float).reshape(-1)
     flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
     with np.errstate(all="ignore"):
@@ -147,14 +174,14 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
         with np.errstate(all="ignore"):
             far = 4.5 * period - max(cx, cy)
             beyond = fl * np.clip(1.0 - np.asarray(sub._enclosed_np(far)), 0, 1) / period**2
-            d = np.hypot(jx * period - px[:, None], jy * period - py[:, None])  # (400, n)
+            d = np.hypot(jx * period - px, jy * period - py)  # (U, n)
             sb = np.broadcast_to(np.asarray(sub._sb_np(d, True)), d.shape)
             # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
             eps = np.minimum(1.0, gsp.far_field_error * s2 / np.maximum(d, 1e-12) ** 2)
             eps = np.where(ring <= rings, eps, 1.0)
-            res = (eps * sb).reshape(5, 80, -1).sum(axis=1)  # (5, n)
-            worst = res[0]  # each copy at its closest approach to the stamp (an upper bound)
-            mean = _GRID_W @ res[1:]  # the mean over the 3 x 3 grid of stamp points
+            # Row 0: each copy at its closest approach to the stamp (an upper bound);
+            # row 1: the mean over the 3 x 3 grid of stamp points.
+            worst, mean = weights @ (eps * sb)
             return ((worst + beyond) <= gsp.alias_threshold * pk) & (
                 (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * sf
             )

@@ -125,28 +125,66 @@ def _fold_columns(n, kf):
     return b[None, :] + (np.arange(kf) - kf // 2)[:, None] * n
 
 
-def _draw_factored(r, off, plan: DrawPlan, kx, ky, cols):
+def _fold_rows(n, kf):
+    """Integer ky of the rows that fold onto FFT bins b = 0 .. n-1: shape (kf, n).
+
+    Row (a, b) holds the a-th of the kf values in [-h, h) congruent to b mod n, so summing
+    over a folds the Nyquist zones straight into FFT order (no roll, one consumer).
+    """
+    h = kf * n // 2
+    q0 = (np.arange(n) + h) % n - h
+    return q0[None, :] + np.arange(kf)[:, None] * n
+
+
+def _draw_factored(r, off, plan: DrawPlan, kx, ky, cols, rows):
     """Folded rfft half-plane (n, n/2+1) of R(kx, ky) exp(-i k.(off + centre)) x pixel.
 
-    ``r``: the real factor on the (kf, n/2+1, m) grid of (zone, kx bin, ky); all complex
-    work is on 1-D phases, the grid sees only real multiply-adds.
+    For k_fold == 1. ``r``: the real factor on the (1, 1, n, n/2+1) grid (ky in FFT order);
+    the phases are separable 1-D factors. The grid has a single consumer: with several,
+    XLA re-evaluates the whole transform inside each consumer's fusion (the roll of the
+    k_fold > 1 path costs 4 evaluations, which is why k_fold == 1 has its own path).
+    """
+    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
+    h = kf * n // 2
+    # Output pixel i sits at x = (i - (nx-1)/2) p: the centring joins the profile's offset.
+    px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
+    py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
+    wx = jnp.asarray(np.abs(cols) < h, kx.dtype)  # |kx| = h dk: beyond maxk
+    wy = jnp.asarray(rows > -h, ky.dtype)  # the row ky = -h likewise
+    if plan.pixel:
+        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
+        wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
+    exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
+    eyr, eyi = (wy * jnp.cos(py))[..., None], (-wy * jnp.sin(py))[..., None]  # (kf, n, 1)
+    # No zones to fold (kf == 1): one complex elementwise product, r's only consumer.
+    return r[0, 0] * jax.lax.complex(
+        eyr[0] * exr[0] - eyi[0] * exi[0], eyr[0] * exi[0] + eyi[0] * exr[0]
+    )
+
+
+def _draw_factored_zones(r, off, plan: DrawPlan, kx, ky, cols):
+    """As :func:`_draw_factored` for k_fold > 1, with ``r`` on the (kf, n/2+1, m) grid.
+
+    (A layout with the rows already in FFT order, folded by reductions over the leading
+    axes, was miscompiled by XLA CPU in float32; this one is tested against GalSim.)
     """
     n, kf, p = plan.n_fft, plan.k_fold, plan.scale
     m, h = kf * n, kf * n // 2
     r = jnp.broadcast_to(r, (kf, n // 2 + 1, m))
-    # Output pixel i sits at x = (i - (nx-1)/2) p: the centring joins the profile's offset.
     px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
     py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
     wx = jnp.where(jnp.asarray(np.abs(cols) < h), 1.0, 0.0)  # |kx| = h dk: beyond maxk
     wy = jnp.ones(m).at[0].set(0.0)  # the row ky = -h likewise
     if plan.pixel:
-        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
+        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))
         wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
     exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
     eyr, eyi = wy * jnp.cos(py), -wy * jnp.sin(py)  # (m,)
-    # Fold the kx zones: (n/2+1, m). (Elementwise: a dot over kf <= 16 is slow on CPU.)
-    # One consumer of r (two would make XLA recompute the transform in each fusion).
-    cr, ci = (r[None] * jnp.stack([exr, exi])[..., None]).sum(axis=1)
+    # Fold the kx zones: (n/2+1, m). As a contraction (dot_general): the equivalent
+    # broadcast-multiply-sum was miscompiled by XLA CPU in float32 under vmap with batch 1
+    # (0.64 of peak off; tests/test_render_speedpaths.py::test_vmap_batch_of_one_kfold).
+    cr = jnp.einsum("knm,kn->nm", r, exr)
+    ci = jnp.einsum("knm,kn->nm", r, exi)
     gr = cr * eyr - ci * eyi
     gi = cr * eyi + ci * eyr
     # Fold the ky zones: rows ky = -h .. h-1 onto n FFT-order bins.
@@ -161,12 +199,20 @@ def _draw_core(obj, plan: DrawPlan):
     h = m // 2
     dtype = jnp.result_type(float)
     dk = 2.0 * jnp.pi / (n * p)
-    cols = _fold_columns(n, kf)
-    kxg = jnp.asarray(cols, dtype)[:, :, None] * dk  # (kf, n/2+1, 1)
-    kyg = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
-    fac = obj._kfactor(kxg, kyg[None, None, :])
+    cols, rows = _fold_columns(n, kf), _fold_rows(n, kf)
+    kx = jnp.asarray(cols, dtype) * dk  # (kf, n/2+1)
+    if kf == 1:
+        ky = jnp.asarray(rows, dtype) * dk  # (1, n), FFT order
+        fac = obj._kfactor(kx[:, None, None, :], ky[None, :, :, None])
+    else:
+        ky = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
+        fac = obj._kfactor(kx[:, :, None], ky[None, None, :])
     if fac is not None:
-        folded = _draw_factored(fac[0], fac[1], plan, kxg[..., 0], kyg, cols)
+        if kf == 1:
+            r = jnp.broadcast_to(fac[0], (1, 1, n, n // 2 + 1))
+            folded = _draw_factored(r, fac[1], plan, kx, ky, cols, rows)
+        else:
+            folded = _draw_factored_zones(fac[0], fac[1], plan, kx, ky, cols)
         img = jnp.fft.irfft2(folded, s=(n, n))[: plan.ny, : plan.nx]
         if plan.alias_rings:
             img = img - _alias_correction(obj, plan)

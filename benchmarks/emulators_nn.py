@@ -3,13 +3,13 @@
     python benchmarks/emulators_nn.py [--n-train 2048] [--n-val 256] [--n-test 512]
         [--vae-steps 3000] [--models pcagp,vae,hybrid] [--seed 0]
 
-Training and validation images come from ``jaxsky.testing.paper_like_dataset`` (the paper preset
-rendered with jaxsky: Exponential x Gaussian PSF, 33x33 at 0.2"/pixel, Latin hypercube); the
-hold-out set is an independent design (another seed). For every model: median R^2 (per image,
-about its own mean), 95th-percentile max|residual|/peak, median flux bias (sum ratio - 1),
-train time, predict throughput (warm, batch = hold-out size) and compile time. Writes
-``benchmarks/results/emulators_nn-<platform>.json`` and ``.md``. Timings on a shared CPU are
-inflated by whatever else runs.
+Training and validation images come from ``jaxsky.data.simulate("paper", ...)`` (the real paper
+preset: Exponential x Gaussian PSF, 33x33 at 0.2"/pixel, Latin hypercube; ``--backend galsim``,
+the reference, by default); the hold-out set is an independent design (``stream=1``). For
+every model: median R^2 (per image, about its own mean), 95th-percentile max|residual|/peak,
+median flux bias (sum ratio - 1), train time, predict throughput (warm, batch = hold-out
+size) and compile time. Writes ``benchmarks/results/emulators_nn-<platform>.json`` and ``.md``.
+Timings on a shared CPU are inflated by whatever else runs.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import jax
 import numpy as np
 
 import jaxsky
+from jaxsky.data import simulate
 from jaxsky.emulators import fit
-from jaxsky.testing import paper_like_dataset
 
 VAE_CONFIG = dict(
     mode="conditional",
@@ -57,8 +57,8 @@ def metrics(pred, truth) -> dict:
     }
 
 
-def train_set(n_train, n_val, seed):
-    ds = paper_like_dataset(n_train + n_val, seed=seed)
+def train_set(n_train, n_val, seed, backend="galsim"):
+    ds = simulate("paper", n_train + n_val, seed=seed, backend=backend)
     split = np.zeros(len(ds), np.int8)
     split[np.random.default_rng(seed).permutation(len(ds))[:n_val]] = 1
     return dataclasses.replace(ds, split_of=split)
@@ -92,14 +92,15 @@ def main(argv=None):
     ap.add_argument("--vae-steps", type=int, default=3000)
     ap.add_argument("--models", default="pcagp,vae,hybrid")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", default="galsim", choices=("galsim", "jaxsky"))
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    ds = train_set(args.n_train, args.n_val, args.seed)
-    held = paper_like_dataset(args.n_test, seed=args.seed + 1000)
+    ds = train_set(args.n_train, args.n_val, args.seed, args.backend)
+    held = simulate("paper", args.n_test, seed=args.seed, stream=1, backend=args.backend)
     t_data = time.perf_counter() - t0
     configs = {
-        "pcagp": {},
+        "pcagp": {"splits": ["train", "val"]},
         "vae": dict(VAE_CONFIG, steps=args.vae_steps),
         "flow": {"vae": dict(VAE_CONFIG, mode="latent", steps=args.vae_steps)},
         "hybrid": {"residual": dict(VAE_CONFIG, decoder="dense", steps=200)},

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import jaxsky.emulators as em
+from jaxsky.data import simulate
 from jaxsky.emulators import ensemble, pcagp
-from jaxsky.testing import paper_like_dataset
 
 SMALL = {"n_components": 8, "hyper_steps": 40, "n_hyper": 64, "groups": [3]}
 CONFIG = {
@@ -23,7 +23,9 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def data():
     # 40% validation so that weights and calibration see enough images
-    return paper_like_dataset(160, seed=0), paper_like_dataset(32, seed=5)
+    # the real paper preset (GalSim reference renders); hold-out from an independent stream
+    train = simulate("paper", 160, seed=0, backend="galsim")
+    return train, simulate("paper", 32, seed=0, stream=1, backend="galsim")
 
 
 @pytest.fixture(scope="module")

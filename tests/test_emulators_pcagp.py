@@ -1,4 +1,8 @@
-"""PCA + GP emulator: against a numpy GP, held-out accuracy, variance, gradients, checkpoints."""
+"""PCA + GP emulator: against a numpy GP, held-out accuracy, variance, gradients, checkpoints.
+
+Data: the real ``paper`` preset rendered with GalSim (the reference, and at 160 images faster
+than compiling the jaxsky renderer), hold-out from an independent design stream.
+"""
 
 import json
 
@@ -9,16 +13,25 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxsky.emulators as em
-from jaxsky.emulators import pcagp
+from jaxsky.data import simulate
+from jaxsky.emulators import _pca_features, pcagp
 from jaxsky.errors import CheckpointError
-from jaxsky.testing import PAPER_RANGES, paper_like_dataset
 
-SMALL = {"n_components": 10, "hyper_steps": 60, "n_hyper": 96, "groups": [3]}
+SMALL = {"n_components": 10, "hyper_steps": 60, "n_hyper": 96, "groups": [1, 3]}
 
 
 @pytest.fixture(scope="module")
 def data():
-    return paper_like_dataset(160, seed=0), paper_like_dataset(32, seed=7)
+    train = simulate("paper", 160, seed=0, backend="galsim")
+    return train, simulate("paper", 32, seed=0, stream=1, backend="galsim")
+
+
+def _ranges(ds):
+    names = ds.param_names
+    ranges = ds.ranges if hasattr(ds, "ranges") else ds.info["ranges"]
+    lo = np.array([ranges[k][0] for k in names])
+    hi = np.array([ranges[k][1] for k in names])
+    return lo, hi
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +59,13 @@ def test_matches_numpy_pca_and_gp(emu, data):
     # reference GP mean of the log-peak output, written with numpy from the fitted kernel
     x = np.asarray(st.X)
     g = int(st.group_of[-1])
+    assert g == int(st.group_of.max()) and np.sum(np.asarray(st.group_of) == g) == 1  # own kernel
     amp, ls = np.exp(float(st.log_amp[g])), np.exp(np.asarray(st.log_ls[g]))
     z = (logp - logp.mean()) / logp.std()
     kxx = _matern52(x, x, amp, ls) + np.exp(float(st.log_noise[g])) * np.eye(len(x))
     test = data[1].params[:5]
     with jax.enable_x64(True):
-        xs = np.asarray(pcagp._inputs(st.norm, jnp.asarray(test), 0))
+        xs = np.asarray(pcagp._features(st, jnp.asarray(test)))
     ref = _matern52(xs, x, amp, ls) @ np.linalg.solve(kxx, z) * logp.std() + logp.mean()
     with jax.enable_x64(True):
         got = jax.vmap(lambda t: pcagp._outputs(st, t)[0][-1])(jnp.asarray(test))
@@ -67,7 +81,8 @@ def test_heldout_accuracy_and_flux(emu, data):
     # reference: nearest training neighbour (unit-box distance), rescaled by flux; the GP
     # must interpolate clearly better (the benchmark measures the 2,048-image targets)
     train = data[0]
-    wd = np.array([v[1] - v[0] for v in PAPER_RANGES.values()])
+    lo, hi = _ranges(train)
+    wd = hi - lo
     d = ((hold.params[:, None, 1:] - train.params[None, :, 1:]) / wd[1:]) ** 2
     nn = d.sum(-1).argmin(1)
     base = train.images[nn] * (hold.params[:, 0] / train.params[nn, 0])[:, None, None]
@@ -103,12 +118,12 @@ def test_variance_small_at_training_points_and_calibrated_scale(emu, data):
 
 
 def test_predict_grads_and_domain_edges(emu, x64):
+    assert emu.state.moments is not None  # "auto" picked the moment features on paper
     f = emu.predict_fn()
     theta = jnp.array([3e4, 0.4, 0.1, -0.2, 0.3])
     check_grads(f, (theta,), order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
-    lo = np.array([v[0] for v in PAPER_RANGES.values()])
-    hi = np.array([v[1] for v in PAPER_RANGES.values()])
-    for corner in (lo, hi):
+    lo, hi = _ranges(emu)
+    for corner in (lo, hi, np.array([1e4, 0.1, 0.0, 0.0, 0.2])):  # corners and g = 0
         img, jac = f(jnp.asarray(corner)), jax.jacfwd(f)(jnp.asarray(corner))
         assert np.all(np.isfinite(img)) and np.all(np.isfinite(jac))
         assert np.all(np.isfinite(pcagp.predict_var(emu.state, jnp.asarray(corner))))
@@ -159,3 +174,63 @@ def test_marginal_likelihood_matches_tinygp(x64):
         ref = -np.mean([gp.log_probability(jnp.asarray(z[:, j])) for j in range(2)]) / 30
         got = pcagp._nll(q, jnp.asarray(x), jnp.asarray(z), kind, -50.0)
         np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def _moments_reference(theta):
+    """Moment features from an explicit matrix product and eigen-decomposition (numpy)."""
+    out = []
+    for _, r, g1, g2, fwhm in theta:
+        a = np.array([[1 + g1, g2], [g2, 1 - g1]]) / np.sqrt(1 - g1**2 - g2**2)
+        s_psf = (fwhm / (2 * np.sqrt(2 * np.log(2)))) ** 2
+        cov = 3 * r**2 * a @ a.T + s_psf * np.eye(2)  # Exponential: <x^2> = 3 r^2 per axis
+        lam, vec = np.linalg.eigh(cov)
+        eta = 0.5 * np.log(lam[1] / lam[0])  # atanh((l1 - l2) / (l1 + l2))
+        phi = np.arctan2(vec[1, 1], vec[0, 1])  # major-axis angle
+        size = 0.25 * np.log(lam[0] * lam[1])
+        out.append([size, eta * np.cos(2 * phi), eta * np.sin(2 * phi), 0.5 * np.log(s_psf)])
+    return np.array(out)
+
+
+def test_moment_features_match_eigen_reference_and_grads(x64):
+    cols = _pca_features.moment_columns(("flux", "scale_radius", "g1", "g2", "psf_fwhm"))
+    rng = np.random.default_rng(5)
+    theta = np.column_stack(
+        [
+            rng.uniform(1e4, 1e5, 20),
+            rng.uniform(0.1, 1.0, 20),
+            rng.uniform(-0.5, 0.5, (20, 2)),
+            rng.uniform(0.2, 0.4, 20),
+        ]
+    )
+    got = np.asarray(_pca_features.moment_features(jnp.asarray(theta), cols))
+    np.testing.assert_allclose(got, _moments_reference(theta), rtol=1e-9, atol=1e-10)
+    f = lambda t: _pca_features.moment_features(t, cols)  # noqa: E731
+    for t in (theta[0], np.array([2e4, 0.3, 0.0, 0.0, 0.3]), np.array([2e4, 1.0, 0.5, 0.5, 0.2])):
+        check_grads(f, (jnp.asarray(t),), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
+        assert np.all(np.isfinite(jax.jacrev(f)(jnp.asarray(t))))
+    assert _pca_features.moment_columns(("flux", "sersic_n", "psf_fwhm")) is None
+
+
+def test_unit_features_and_shared_peak_round_trip(data, tmp_path):
+    cfg = {**SMALL, "features": "unit", "peak_group": "first", "groups": [3]}
+    old = em.fit("pcagp", data[0], cfg, key=jax.random.key(1))
+    assert old.state.moments is None and int(old.state.group_of[-1]) == 0
+    path = old.save(tmp_path / "old")
+    # a checkpoint written before the features / peak_group keys existed still loads
+    doc = json.loads((path / "emulator.json").read_text())
+    for k in ("features", "peak_group"):
+        del doc["config"][k]
+    (path / "emulator.json").write_text(json.dumps(doc))
+    back = em.load(path)
+    theta = data[1].params[:4]
+    np.testing.assert_array_equal(back.predict(theta), old.predict(theta))
+    with pytest.raises(ValueError, match="features='moments' needs a size"):
+        em.fit("pcagp", _no_psf(data[0]), {**SMALL, "features": "moments"}, key=jax.random.key(0))
+
+
+def _no_psf(ds):
+    import dataclasses
+
+    names = tuple("seeing" if k == "psf_fwhm" else k for k in ds.param_names)
+    ranges = {("seeing" if k == "psf_fwhm" else k): v for k, v in ds.ranges.items()}
+    return dataclasses.replace(ds, param_names=names, ranges=ranges)

@@ -37,7 +37,7 @@ def default_config() -> dict:
     return {
         "members": [
             {"family": "pcagp", "config": {"kernel": "matern52"}},
-            {"family": "pcagp", "config": {"kernel": "matern52", "groups": [8, 24]}},
+            {"family": "pcagp", "config": {"kernel": "matern52", "features": "unit"}},
             {"family": "pcagp", "config": {"kernel": "rbf"}},
             {"family": "pcagp", "config": {"kernel": "matern52", "normalize": "flux"}},
         ],

@@ -4,8 +4,14 @@ Images are mapped to a representation that PCA compresses well, projected on the
 principal components (SVD in JAX), and each whitened coefficient is interpolated over the
 normalised parameters by a GP (ARD Matern-5/2 or RBF kernels) whose hyper-parameters
 maximise the marginal likelihood (optax Adam). Components are split into ``groups`` (by
-explained-variance rank) that share one kernel: one Cholesky per group instead of one per
-component keeps training within seconds at 2,048 images.
+explained-variance rank) that share one kernel; by default each leading component gets its
+own kernel (their length scales differ most) and later ones share a few, and log peak has its
+own. The hyper-parameters of each group are fitted with optax on a subset of the points.
+
+GP inputs (config ``features``): ``"moments"`` maps (size, g1, g2, psf_fwhm) to the log size,
+conformal shear and log PSF size of the PSF-convolved light (:mod:`._pca_features`), which
+the images follow more evenly than the g1-g2 box; other parameters stay in the unit box.
+``"unit"``: the unit box of the (logged) parameters. ``"auto"``: moments where they apply.
 
 Representation (config ``normalize``):
     ``"peak"``: the image divided by its flux parameter and by its own peak; log(peak per unit
@@ -32,11 +38,13 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 
 from jaxsky.emulators._base import EmulatorFamily, register_family
 from jaxsky.emulators._normalize import ThetaNorm, flux_column, theta_norm, to_unit
+from jaxsky.emulators._pca_features import moment_columns, moment_features
 
 __all__ = ["PCAGPState", "default_config", "fit", "predict", "predict_var", "restore", "FAMILY"]
 
 _MODES = ("peak", "flux", "none")
 _KERNELS = ("matern52", "rbf")
+_FEATURES = ("auto", "moments", "unit")
 
 
 @struct.dataclass
@@ -60,9 +68,12 @@ class PCAGPState:
     log_noise: jax.Array  # float[G] white-noise variance (whitened units)
     group_of: jax.Array  # int[E] group of each output
     floor_var: jax.Array  # float[ny, nx] PCA truncation variance (representation units)
+    feat_lo: jax.Array | None = None  # float[F] feature offsets (None: unit-box inputs)
+    feat_width: jax.Array | None = None  # float[F] feature widths
     flux_col: int = struct.field(pytree_node=False, default=-1)
     mode: str = struct.field(pytree_node=False, default="peak")
     kernel: str = struct.field(pytree_node=False, default="matern52")
+    moments: tuple | None = struct.field(pytree_node=False, default=None)  # feature columns
 
 
 def default_config() -> dict:
@@ -75,8 +86,12 @@ def default_config() -> dict:
         "explained_variance": 1.0 - 1e-7,  # of the representation's variance
         "max_components": 128,
         "kernel": "matern52",  # "matern52" | "rbf"
-        "groups": [8],  # component ranks where a new kernel group starts
-        "n_hyper": 256,  # training points used to fit the kernel hyper-parameters
+        "features": "auto",  # GP inputs: "auto" | "moments" | "unit"
+        "groups": [1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48],  # ranks starting a kernel group
+        "peak_group": "own",  # log-peak kernel: "own" group or "first" (shared)
+        # points and Adam steps for the kernel hyper-parameters: on 2,048 paper images
+        # 256 / 120 trains in ~17 s (p95 max|res|/peak 1.3e-3), 128 / 80 in ~9 s (2.4e-3)
+        "n_hyper": 256,
         "hyper_steps": 120,
         "learning_rate": 0.05,
         "min_noise": 1e-10,  # lower bound of the white-noise variance (whitened units)
@@ -89,6 +104,10 @@ def _check_config(cfg: dict) -> None:
         raise ValueError(f"normalize={cfg['normalize']!r} is not one of {_MODES}")
     if cfg["kernel"] not in _KERNELS:
         raise ValueError(f"kernel={cfg['kernel']!r} is not one of {_KERNELS}")
+    if cfg["features"] not in _FEATURES:
+        raise ValueError(f"features={cfg['features']!r} is not one of {_FEATURES}")
+    if cfg["peak_group"] not in ("own", "first"):
+        raise ValueError(f"peak_group={cfg['peak_group']!r} is not one of ('own', 'first')")
     ev = float(cfg["explained_variance"])
     if not 0 < ev <= 1:
         raise ValueError(f"explained_variance={ev} must be in (0, 1]")
@@ -157,7 +176,13 @@ def _fit(dataset, cfg, key, progress):
     if flux_col >= 0 and np.any(theta[:, flux_col] <= 0):
         raise ValueError(f"flux parameter {names[flux_col]!r} must be > 0 to normalise by it")
     norm = theta_norm(names, ds.ranges, cfg["log_params"])
-    X = _inputs(norm, jnp.asarray(theta), flux_col)
+    moments = _moment_cols(names, cfg["features"])
+    X = _inputs(norm, jnp.asarray(theta), flux_col, moments)
+    feat_lo = feat_width = None
+    if moments is not None:  # affine map of the features to the unit box of the training set
+        feat_lo = X.min(0)
+        feat_width = jnp.maximum(X.max(0) - feat_lo, 1e-12)
+        X = (X - feat_lo) / feat_width
     rep, log_peak = representation(ds.images, theta, flux_col, mode)
     ny, nx = rep.shape[1:]
     Y = jnp.asarray(rep.reshape(n, -1))
@@ -180,20 +205,26 @@ def _fit(dataset, cfg, key, progress):
     bounds = sorted({int(b) for b in cfg["groups"] if 0 < int(b) < k})
     group_of = np.searchsorted(np.asarray(bounds), np.arange(e), side="right")
     if log_peak is not None:
-        group_of[-1] = 0  # the log peak is smooth: it shares the leading components' kernel
+        # "first": the log peak shares the leading component's kernel (the older layout)
+        group_of[-1] = group_of[:-1].max() + 1 if cfg["peak_group"] == "own" else 0
     n_groups = int(group_of.max()) + 1
     sub = np.asarray(jax.random.permutation(key, n))[: min(int(cfg["n_hyper"]), n)]
-    hyper = [_fit_hyper(X[sub], Z[sub][:, group_of == g], cfg) for g in _iter(n_groups, progress)]
-    la = jnp.stack([h[0] for h in hyper])
-    ll = jnp.stack([h[1] for h in hyper])
-    ln = jnp.stack([h[2] for h in hyper])
-    chol, alpha = [], jnp.zeros((e, n))
-    for g in range(n_groups):
+    la, ll, ln = _fit_hypers(X[sub], Z[sub], group_of, n_groups, cfg, progress)
+    zg = _padded(np.asarray(Z), group_of, n_groups)  # float[G, N, W]
+    chol, alpha = [], np.zeros((e, n))
+    for g in _iter(n_groups, progress, "PCA+GP: conditioning"):
         cols = np.flatnonzero(group_of == g)
-        L, a = _condition(cfg["kernel"], la[g], ll[g], ln[g], X, Z[:, cols])
+        for jitter in (None, 1e-8, 1e-6, 1e-4):  # a near-singular K: long length scales
+            if jitter is not None:
+                ln = ln.at[g].set(jnp.maximum(ln[g], np.log(jitter)))
+            L, a = _condition(cfg["kernel"], la[g], ll[g], ln[g], X, jnp.asarray(zg[g]))
+            a = np.asarray(a)
+            if np.all(np.isfinite(a)):
+                break
         chol.append(L)
-        alpha = alpha.at[cols].set(a.T)
+        alpha[cols] = a[:, : len(cols)].T
     chol = jnp.stack(chol)
+    alpha = jnp.asarray(alpha)
     if not bool(jnp.all(jnp.isfinite(alpha))):
         raise FloatingPointError("GP conditioning failed (non-finite); raise min_noise")
     return PCAGPState(
@@ -210,48 +241,88 @@ def _fit(dataset, cfg, key, progress):
         log_noise=ln,
         group_of=jnp.asarray(group_of, jnp.int32),
         floor_var=floor,
+        feat_lo=feat_lo,
+        feat_width=feat_width,
         flux_col=flux_col,
         mode=mode,
         kernel=cfg["kernel"],
+        moments=moments,
     )
 
 
-def _iter(n, progress):
+def _moment_cols(names, features: str):
+    """Static (sorted item) tuple of moment-feature columns, or None for unit-box inputs."""
+    if features == "unit":
+        return None
+    cols = moment_columns(names)
+    if cols is None and features == "moments":
+        raise ValueError(
+            f"features='moments' needs a size (scale_radius or half_light_radius) and psf_fwhm "
+            f"among the parameters {tuple(names)}; use features='unit'"
+        )
+    return None if cols is None else tuple(sorted(cols.items()))
+
+
+def _iter(n, progress, what="PCA+GP: kernel groups"):
     if not progress:
         return range(n)
     from rich.progress import track
 
-    return track(range(n), description="PCA+GP: kernel groups")
+    return track(range(n), description=what)
 
 
-def _nll(q, x, z, kind, floor):
-    """Negative log marginal likelihood per point, averaged over the columns of z (Eq. 2.30)."""
+def _nll(q, x, z, kind, floor, w=None):
+    """Negative log marginal likelihood per point, averaged over the columns of z (Eq. 2.30).
+
+    ``w`` float[M] optionally weighs the columns (0 masks a padding column).
+    """
     n, m = z.shape
+    w = jnp.ones((m,), z.dtype) if w is None else w
     noise = jnp.exp(jnp.maximum(q["n"], floor))
     chol = jnp.linalg.cholesky(_kmat(kind, q["a"], q["l"], x, x) + noise * jnp.eye(n))
     alpha = cho_solve((chol, True), z)
-    quad = jnp.sum(z * alpha) / m
+    quad = jnp.sum(w * jnp.sum(z * alpha, axis=0)) / jnp.sum(w)
     return (0.5 * quad + jnp.sum(jnp.log(jnp.diag(chol)))) / n + 0.5 * jnp.log(2 * jnp.pi)
 
 
-def _fit_hyper(x, z, cfg):
-    """Maximise the summed marginal likelihood of the columns of z (one shared kernel)."""
-    p = x.shape[1]
+def _padded(z, group_of, n_groups: int):
+    """float[G, N, W] columns of z per group, zero-padded to the largest group's width W."""
+    width = int(np.bincount(group_of, minlength=n_groups).max())
+    out = np.zeros((n_groups, z.shape[0], width))
+    for g in range(n_groups):
+        cols = np.flatnonzero(group_of == g)
+        out[g, :, : len(cols)] = z[:, cols]
+    return out
+
+
+def _fit_hypers(x, z, group_of, n_groups: int, cfg, progress=False):
+    """Maximise each group's summed marginal likelihood (optax Adam on a subset).
+
+    Columns are zero-padded to one width (weight 0) so that one compiled loop serves every
+    group. Returns (log_amp float[G], log_ls float[G, P], log_noise float[G]).
+    """
+    n, p = x.shape
+    zg = _padded(np.asarray(z), group_of, n_groups)
+    wg = _padded(np.ones((1, len(group_of))), group_of, n_groups)[:, 0]  # 1: real column
     floor = jnp.log(float(cfg["min_noise"]))
-    params = {"a": jnp.zeros(()), "l": jnp.full((p,), jnp.log(0.3)), "n": jnp.log(1e-4)}
+    init = {"a": jnp.zeros(()), "l": jnp.full((p,), jnp.log(0.3)), "n": jnp.log(1e-4)}
     opt = optax.adam(float(cfg["learning_rate"]))
-    kind = cfg["kernel"]
+    kind, steps = cfg["kernel"], int(cfg["hyper_steps"])
 
-    def step(carry, _):
-        q, s = carry
-        loss, g = jax.value_and_grad(_nll)(q, x, z, kind, floor)
-        u, s = opt.update(g, s)
-        return (optax.apply_updates(q, u), s), loss
+    @jax.jit
+    def run(zz, ww):
+        def step(carry, _):
+            q, s = carry
+            val, g = jax.value_and_grad(_nll)(q, x, zz, kind, floor, ww)
+            u, s = opt.update(g, s)
+            return (optax.apply_updates(q, u), s), val
 
-    (q, _), _ = jax.jit(
-        lambda q: jax.lax.scan(step, (q, opt.init(q)), None, length=int(cfg["hyper_steps"]))
-    )(params)
-    return q["a"], q["l"], jnp.maximum(q["n"], floor)
+        (q, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
+        return q["a"], q["l"], jnp.maximum(q["n"], floor)
+
+    out = [run(jnp.asarray(zg[g]), jnp.asarray(wg[g])) for g in _iter(n_groups, progress)]
+    out = [tuple(np.asarray(v) for v in o) for o in out]  # wait here, group by group
+    return tuple(jnp.asarray(np.stack([o[i] for o in out])) for i in range(3))
 
 
 @partial(jax.jit, static_argnums=0)
@@ -271,16 +342,32 @@ def _kstar(state: PCAGPState, x):
     return jax.vmap(one)(state.log_amp, state.log_ls)
 
 
-def _inputs(norm, theta, flux_col: int):
-    """GP inputs: the unit-box parameters, with the analytically applied flux zeroed."""
+def _inputs(norm, theta, flux_col: int, moments=None):
+    """GP inputs float[..., F]: unit-box parameters with the analytically applied flux zeroed.
+
+    With ``moments`` (static columns), the size, shear and PSF columns are replaced by the
+    moment features (before their affine map to the training box).
+    """
     x = to_unit(norm, theta)
     if flux_col >= 0:
         x = x.at[..., flux_col].set(0.0)
+    if moments is None:
+        return x
+    cols = dict(moments)
+    used = {cols["size"], cols["psf"], cols["g1"], cols["g2"], flux_col} - {-1}
+    keep = [j for j in range(theta.shape[-1]) if j not in used]
+    return jnp.concatenate([moment_features(theta, cols), x[..., keep]], axis=-1)
+
+
+def _features(state: PCAGPState, theta):
+    x = _inputs(state.norm, theta, state.flux_col, state.moments)
+    if state.moments is not None:
+        x = (x - state.feat_lo) / state.feat_width
     return x
 
 
 def _outputs(state: PCAGPState, theta):
-    x = _inputs(state.norm, theta, state.flux_col)
+    x = _features(state, theta)
     ks = _kstar(state, x)
     z = jnp.sum(ks[state.group_of] * state.alpha, axis=1)
     return z * state.out_std + state.out_mean, ks
@@ -329,18 +416,36 @@ def restore(raw, config: dict, info: dict) -> PCAGPState:
 def _restore(raw, config, info):
     cfg = {**default_config(), **config}
     names = info["param_names"]
+    arrays = ("feat_lo", "feat_width")
+    # a state without a feature map (also any checkpoint written before ``features`` existed,
+    # alone or inside an ensemble) used unit-box inputs; the kernel groups are in the state
+    moments = None
+    if raw.get("feat_lo") is not None:
+        moments = _moment_cols(names, "moments" if cfg["features"] == "unit" else cfg["features"])
+        if cfg["features"] == "unit":
+            raise ValueError("features='unit' does not match the saved moment-feature map")
     template = PCAGPState(
         norm=ThetaNorm(*(raw["norm"][f] for f in ThetaNorm._fields)),
-        **{f: raw[f] for f in PCAGPState.__dataclass_fields__ if f in raw and f != "norm"},
+        **{
+            f: raw[f]
+            for f in PCAGPState.__dataclass_fields__
+            if f in raw and f != "norm" and (f not in arrays or raw[f] is not None)
+        },
         flux_col=flux_column(names, cfg["flux_param"]),
         mode=cfg["normalize"],
         kernel=cfg["kernel"],
+        moments=moments,
     )
     state = jax.tree.map(jnp.asarray, template)
     e, n = state.alpha.shape
     k = state.basis.shape[0]
-    if state.X.shape != (n, len(names)) or state.chol.shape[1:] != (n, n):
-        raise ValueError(f"array shapes do not match {n} training points and {len(names)} params")
+    n_feat = len(names)
+    if moments is not None:
+        cols = dict(moments)
+        used = {cols["size"], cols["psf"], cols["g1"], cols["g2"], state.flux_col} - {-1}
+        n_feat = 4 + len(names) - len(used)
+    if state.X.shape != (n, n_feat) or state.chol.shape[1:] != (n, n):
+        raise ValueError(f"array shapes do not match {n} training points and {n_feat} inputs")
     if e != k + (state.mode == "peak") or tuple(state.mean.shape) != tuple(info["shape"]):
         raise ValueError("component or image shapes do not match the configuration")
     return state

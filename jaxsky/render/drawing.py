@@ -180,11 +180,11 @@ def _draw_factored_zones(r, off, plan: DrawPlan, kx, ky, cols):
         wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
     exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
     eyr, eyi = wy * jnp.cos(py), -wy * jnp.sin(py)  # (m,)
-    # Fold the kx zones: (n/2+1, m). As a contraction (dot_general): the equivalent
-    # broadcast-multiply-sum was miscompiled by XLA CPU in float32 under vmap with batch 1
-    # (0.64 of peak off; tests/test_render_speedpaths.py::test_vmap_batch_of_one_kfold).
-    cr = jnp.einsum("knm,kn->nm", r, exr)
-    ci = jnp.einsum("knm,kn->nm", r, exi)
+    # Fold the kx zones: (n/2+1, m), one reduction per part. The same fold written as one
+    # stacked (2, kf, n/2+1, m) multiply-reduce was miscompiled by XLA CPU in float32 under
+    # vmap with batch 1 (0.64 of peak off; test_render_speedpaths::test_vmap_batch_of_one_kfold).
+    cr = (r * exr[:, :, None]).sum(axis=0)
+    ci = (r * exi[:, :, None]).sum(axis=0)
     gr = cr * eyr - ci * eyi
     gi = cr * eyi + ci * eyr
     # Fold the ky zones: rows ky = -h .. h-1 onto n FFT-order bins.

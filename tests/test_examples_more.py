@@ -53,3 +53,17 @@ def test_emulate_real_galaxies_example(tmp_path):
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 10_000
     assert "conditions: flux, hlr, g1, g2" in r.stdout
+
+
+def test_emulate_real_galaxies_example_cosmos_real(tmp_path):
+    # The 5-galaxy AEGIS RealGalaxyCatalog shipped in tests/data (GalSim's format, see its README).
+    out = tmp_path / "cosmos.png"
+    cat = Path(__file__).parent / "data" / "AEGIS_F814w_catalog.fits"
+    r = run(
+        "examples/emulate_real_galaxies.py",
+        *("--preset", "cosmos-real", "--catalog", str(cat), "--n", "40", "--steps", "60"),
+        *("--out", str(out)),
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 10_000
+    assert "conditions: mag" in r.stdout

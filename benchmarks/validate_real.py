@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsky.validate.report import population_table
+
 
 class CrossValidated:
     """theta float[B, P] -> images: each row predicted by the fold model that did not see it.
@@ -116,17 +118,8 @@ def main(argv=None):
         f"# Real-galaxy validation: {args.family}, {args.folds}-fold cross-validated on "
         f"`{args.preset}` ({n} galaxies)",
         "",
-        "| quantity | truth mean ± SE | emulated mean ± SE | (emu - truth) / SE | "
-        "relative | within 1 SE |",
-        "| --- | --- | --- | --- | --- | --- |",
+        *population_table(pop),
     ]
-    for q, label in (("abs_g", "abs(g)"), ("sigma", "sigma (px)")):
-        v = pop[q]
-        md.append(
-            f"| {label} | {v['truth_mean']:.4f} ± {v['truth_se']:.4f} | {v['pred_mean']:.4f} ± "
-            f"{v['pred_se']:.4f} | {v['diff_in_se']:+.2f} | {100 * v['rel_diff']:+.2f}% | "
-            f"{'yes' if v['within_1se'] else 'no'} |"
-        )
     md += [
         "",
         f"{pop['n_used']} galaxies measured in both sets ({pop['n_failed']} failed). Adaptive "

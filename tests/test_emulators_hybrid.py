@@ -163,20 +163,21 @@ def test_knot_mean_is_galsims_gaussian():
     assert np.quantile(z_gauss, 0.99) < 4.0 and z_exp.max() > 10.0, (z_gauss.max(), z_exp.max())
 
 
+# A small peak-scaled PCA+GP residual with a validation-fitted weight (shared by two tests).
+_PEAK_RESIDUAL = {
+    "residual_family": "pcagp",
+    "residual_scale": "peak",
+    "residual_weight": "auto",
+    "residual": {"normalize": "none", "flux_param": None, "hyper_steps": 60, "max_components": 16},
+}
+
+
 @pytest.fixture(scope="module")
 def peak_hybrid():
     ds = gaussian_set()
     cfg = {
         "columns": {"scale_radius": "hlr", "g2": 0.0},
-        "residual_family": "pcagp",
-        "residual_scale": "peak",
-        "residual_weight": "auto",
-        "residual": {
-            "normalize": "none",
-            "flux_param": None,
-            "hyper_steps": 60,
-            "max_components": 16,
-        },
+        **_PEAK_RESIDUAL,
     }
     return ds, fit("hybrid", ds, cfg, key=jax.random.key(4))
 
@@ -243,15 +244,7 @@ def test_auto_weight_shrinks_an_unlearnable_residual():
     cfg = {
         "profile": "sersic",
         "columns": {"n": 0.5, "half_light_radius": "hlr", "g2": 0.0},
-        "residual_family": "pcagp",
-        "residual_scale": "peak",
-        "residual_weight": "auto",
-        "residual": {
-            "normalize": "none",
-            "flux_param": None,
-            "hyper_steps": 60,
-            "max_components": 16,
-        },
+        **_PEAK_RESIDUAL,
     }
     em = fit("hybrid", ds, cfg, key=jax.random.key(5))
     w = float(em.state.weight)

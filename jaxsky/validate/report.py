@@ -22,6 +22,7 @@ from jaxsky.validate import plots
 from jaxsky.validate.population import population_check
 
 __all__ = [
+    "population_table",
     "Model",
     "as_model",
     "check_compatible",
@@ -237,16 +238,8 @@ def _markdown(res: dict, figures: list[str]) -> str:
             f"Population means (adaptive moments, {pop['n_used']} galaxies, "
             f"{pop['n_failed']} failed):",
             "",
-            "| quantity | truth | emulated | diff / truth SE | within 1 SE |",
-            "| --- | --- | --- | --- | --- |",
+            *population_table(pop),
         ]
-        for q, label in (("abs_g", "mean abs(g)"), ("sigma", "mean sigma (px)")):
-            v = pop[q]
-            lines.append(
-                f"| {label} | {v['truth_mean']:.4g} ± {v['truth_se']:.2g} | "
-                f"{v['pred_mean']:.4g} ± {v['pred_se']:.2g} | {v['diff_in_se']:+.2f} | "
-                f"{'yes' if v['within_1se'] else 'no'} |"
-            )
     lines += ["", "Wasserstein-1 distances (truth vs emulated distributions):", ""]
     lines += [f"- {k}: {v:.3g}" for k, v in res["wasserstein"].items() if v is not None]
     lines += ["", "Measurement failures (counted, never dropped silently):", ""]
@@ -411,3 +404,20 @@ def _cell(name, value) -> str:
     if value is None:
         return "n/a"
     return f"{value:.7f}" if name == "r2" else f"{value:.3g}"
+
+
+def population_table(pop: dict) -> list[str]:
+    """Markdown rows of a :func:`~jaxsky.validate.population_check` result (mean |g|, size)."""
+    lines = [
+        "| quantity | truth mean ± SE | emulated mean ± SE | (emu - truth) / SE | relative "
+        "| within 1 SE |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for q, label in (("abs_g", "mean abs(g)"), ("sigma", "mean sigma (px)")):
+        v = pop[q]
+        lines.append(
+            f"| {label} | {v['truth_mean']:.4g} ± {v['truth_se']:.2g} | "
+            f"{v['pred_mean']:.4g} ± {v['pred_se']:.2g} | {v['diff_in_se']:+.2f} | "
+            f"{100 * v['rel_diff']:+.2f}% | {'yes' if v['within_1se'] else 'no'} |"
+        )
+    return lines

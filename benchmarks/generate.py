@@ -166,6 +166,44 @@ def gen_rate(
     }
 
 
+def paired(
+    preset_name: str, n: int, raw_n: int, seed: int, chunk: int, reps: int, compression: str
+) -> dict:
+    """Alternating raw / 1-worker generator blocks: ratios robust to a drifting machine load.
+
+    Each repetition times ``raw_n`` raw GalSim draws (fresh design rows, so GalSim's caches
+    give neither side an edge) right before and after one ``n``-image generation, and takes
+    generator rate / mean raw rate (wall and CPU). Returns the per-repetition ratios and
+    their medians.
+    """
+    from jaxsky.data import generate
+
+    wall, cpu, modes = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(reps):
+            a = raw_stats(preset_name, raw_n, seed + 100 + 2 * r)
+            modes.append(_mode(1, compression))
+            c0, t0 = _cpu(), time.monotonic()
+            generate(
+                preset_name, n, seed=seed + r, out=Path(tmp) / f"p{r}.h5", workers=1,
+                chunk=chunk, compression=compression, progress=False,
+            )  # fmt: skip
+            t, c = time.monotonic() - t0, (_cpu() - c0) / n
+            b = raw_stats(preset_name, raw_n, seed + 101 + 2 * r)
+            wall.append(n / t / ((a["rate"] + b["rate"]) / 2))
+            cpu.append((a["cpu_s"] + b["cpu_s"]) / 2 / c)
+    return {
+        "reps": reps,
+        "n": n,
+        "raw_n": raw_n,
+        "modes": modes,
+        "end_to_end_over_raw": wall,
+        "cpu_efficiency": cpu,
+        "median_end_to_end_over_raw": float(np.median(wall)),
+        "median_cpu_efficiency": float(np.median(cpu)),
+    }
+
+
 def markdown(result: dict) -> str:
     """The results table of one benchmark run (``result`` as written to the JSON)."""
     raw, (raw0, raw1) = (
@@ -207,6 +245,20 @@ def markdown(result: dict) -> str:
             f"{'-' if rf is None else f'{rf:.2f}'} | {r['raw_parallel_rate']:.1f} | {ec:.2f} | "
             f"{r['render_fraction_of_raw_parallel']:.2f} | {r['cpu_efficiency']:.2f} |"
         )
+    pr = result.get("paired")
+    if pr:
+        modes = ", ".join(sorted(set(pr.get("modes", [])))) or "-"
+        lines += [
+            "",
+            f"Paired (1 worker, mode: {modes}; {pr['reps']} repetitions of {pr['raw_n']} raw "
+            f"draws, a {pr['n']}-image generation, {pr['raw_n']} raw draws; fresh rows each "
+            "time): end-to-end / raw, median "
+            f"**{pr['median_end_to_end_over_raw']:.2f}** (each: "
+            + ", ".join(f"{x:.2f}" for x in pr["end_to_end_over_raw"])
+            + f"); CPU efficiency, median **{pr['median_cpu_efficiency']:.2f}** (each: "
+            + ", ".join(f"{x:.2f}" for x in pr["cpu_efficiency"])
+            + ").",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +271,10 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=256)
     ap.add_argument("--compression", default="lzf", choices=("lzf", "gzip", "none"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--paired", type=int, default=0, metavar="R",
+        help="also R alternating raw / 1-worker generation blocks (robust on a loaded machine)",
+    )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="n=400, raw-n=200")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--markdown", metavar="JSON", help="only rewrite JSON's .md table")
@@ -243,6 +299,13 @@ def main(argv=None):
     # Another seed after the runs: GalSim caches per-profile tables (Sersic n), so redrawing the
     # same rows would be faster than drawing new ones.
     raw1 = raw_stats(args.preset, args.raw_n, args.seed + 1)
+    pair = None
+    if args.paired:
+        # > 1024 images: smaller designs are optimised LHS, whose start-up would dominate.
+        pair = paired(
+            args.preset, max(args.n // 4, 2048), max(args.raw_n // 2, 50), args.seed,
+            args.chunk, args.paired, args.compression,
+        )  # fmt: skip
     raw = (raw0["rate"] + raw1["rate"]) / 2
     raw_cpu = (raw0["cpu_s"] + raw1["cpu_s"]) / 2
     import jax  # only now: a started JAX makes the generator spawn (not fork) its workers
@@ -271,6 +334,7 @@ def main(argv=None):
         "chunk": args.chunk,
         "compression": args.compression,
         "runs": runs,
+        "paired": pair,
         "cpu_count": os.cpu_count(),
         "loadavg_before": load0,
         "loadavg_after": os.getloadavg(),

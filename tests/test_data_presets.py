@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from jaxsky.data import get_preset, simulate
+from jaxsky.data.design import index_seeds
+from jaxsky.data.presets import _stamp
+from jaxsky.data.presets._stamp import Stamp
 from jaxsky.data.presets.analytic import airy_fwhm_unit
 from jaxsky.data.surveys import SURVEYS
 from jaxsky.errors import UserError
@@ -64,6 +67,75 @@ def test_preset_matches_direct_galsim(name, shape, scale):
         np.testing.assert_allclose(ds.images[i], ref, rtol=0, atol=1e-6 * ref.max())
         ref_psf = psf.drawImage(nx=shape, ny=shape, scale=scale).array
         np.testing.assert_allclose(ds.psfs[i], ref_psf, rtol=0, atol=1e-6 * ref_psf.max())
+
+
+@pytest.mark.parametrize(
+    "name, survey",
+    [("paper", None), ("sersic", None), ("bulge-disk-knots", None), ("paper", "euclid-vis")],
+)
+def test_simulate_range_is_drawimage_bit_for_bit(name, survey):
+    # The generator's reused-stamp path against GalSim's own drawImage of the same objects.
+    p = get_preset(name)
+    sv = SURVEYS[survey] if survey else None
+    d = p.design(4, seed=3, survey=sv)
+    ims, pss = p.simulate_range(d, 1, 4, seed=3, survey=sv)
+    ny, nx = p.stamp_shape(sv)
+    scale = p.pixel_scale(sv)
+    pix = galsim.Pixel(scale)
+    seeds = index_seeds(3, np.arange(1, 4), 0)
+    for j, i in enumerate(range(1, 4)):
+        v = dict(zip(p._names(sv), d.params[i]))
+        gal, psf = p.galsim_galaxy(v, rng_seed=int(seeds[j])), p.galsim_psf(v, sv)
+        im = galsim.ImageF(nx, ny, scale=scale)
+        ref = galsim.Convolve(gal, psf, pix).drawImage(image=im, method="no_pixel").array
+        np.testing.assert_array_equal(ims[j], ref)
+        ref_psf = galsim.Convolve(psf, pix).drawImage(image=im, method="no_pixel").array
+        np.testing.assert_array_equal(pss[j], ref_psf)
+
+
+def test_simulate_range_into_reused_arrays():
+    p = get_preset("paper")
+    d = p.design(5, seed=1)
+    ref = p.simulate_range(d, 0, 5, seed=1)
+    out = (np.full((4, 33, 33), np.nan, np.float32), np.full((4, 33, 33), np.nan, np.float32))
+    a = p.simulate_range(d, 0, 4, seed=1, out=out)
+    assert a[0].base is out[0] and np.array_equal(a[0], ref[0][:4])
+    b = p.simulate_range(d, 4, 5, seed=1, out=out)  # a short last chunk: leading rows only
+    np.testing.assert_array_equal(b[0], ref[0][4:])
+    np.testing.assert_array_equal(b[1], ref[1][4:])
+    with pytest.raises(ValueError, match="cannot hold"):
+        p.simulate_range(d, 0, 5, seed=1, out=out)
+
+
+@pytest.mark.parametrize("lean", [True, False])
+@pytest.mark.parametrize("nx, ny", [(33, 33), (32, 21)])
+def test_stamp_draw_is_drawimage(nx, ny, lean):
+    # Real-space (analytic_x) and FFT profiles of different FFT sizes, off-centre, odd and even
+    # stamps, one stamp reused for all.
+    stamp = Stamp(nx, ny, 0.3, lean=lean)
+    pix, psf = galsim.Pixel(0.3), galsim.Moffat(beta=3, fwhm=0.8)
+    objs = [galsim.Gaussian(sigma=0.7).shift(0.13, -0.4)]
+    for hlr, g1 in ((0.9, 0.3), (0.2, -0.5), (2.5, 0.1), (0.9, 0.0)):
+        gal = galsim.Exponential(half_light_radius=hlr).shear(g1=g1, g2=-0.1)
+        objs.append(galsim.Convolve(gal, psf, pix).shift(0.2, 0.05))
+    objs.append(galsim.Convolve(galsim.Sersic(3.1, half_light_radius=0.5), psf, pix))
+    for obj in objs:
+        ref = obj.drawImage(nx=nx, ny=ny, scale=0.3, method="no_pixel").array
+        np.testing.assert_array_equal(stamp.draw(obj), ref)
+
+
+def test_lean_path_active_and_falls_back(monkeypatch):
+    # Active on the supported GalSim (if this fails after a GalSim upgrade, generation still
+    # gives the same pixels through the public drawFFT, only slower).
+    assert _stamp.lean_ok()
+    # A GalSim whose internals changed: the self-check fails and the public path is used.
+    monkeypatch.setattr(_stamp, "_OK", {})
+    monkeypatch.setattr(galsim._galsim, "irfft", None)
+    assert not _stamp.lean_ok() and not Stamp(33, 33, 0.2)._lean
+    obj = galsim.Convolve(galsim.Exponential(scale_radius=0.5), galsim.Pixel(0.2))
+    monkeypatch.undo()  # the public drawFFT needs irfft
+    ref = obj.drawImage(nx=33, ny=33, scale=0.2, method="no_pixel").array
+    np.testing.assert_array_equal(Stamp(33, 33, 0.2, lean=False).draw(obj), ref)
 
 
 def test_paper_ranges_and_shear_box():

@@ -6,7 +6,13 @@ that ``import jaxsky.data`` in a data-generation worker process does not pay for
 
 import importlib
 
+from jaxsky._cpu_pool import cpu_pool_workaround as _cpu_pool_workaround
+
 __version__ = "0.1.0"
+
+# jaxlib 0.10 can deadlock its CPU thread pool on machines with few cores (batched LAPACK calls
+# block pool threads); give the pool spare threads before JAX starts. See jaxsky._cpu_pool.
+_cpu_pool_workaround()
 
 _RENDER_NAMES = (
     "GSObject",

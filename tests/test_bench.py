@@ -113,3 +113,61 @@ def test_readme_table_is_generated_from_results(quick_render, tmp_path):
     assert "| render | sersic_x_moffat_64 | galsim" in text
     (tmp_path / "bare.md").write_text("no markers\n")
     assert main(["bench", "--readme", str(tmp_path / "bare.md"), "--out", str(res)]) == 2
+
+
+def test_compile_clock_separates_compilation():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsky.bench._util import CompileClock
+
+    f = jax.jit(lambda x: jnp.cumsum(jnp.sin(x) * 3.0 + 0.5))
+    x = np.linspace(0.0, 1.0, 97)
+    with CompileClock() as first:
+        jax.block_until_ready(f(x))
+    with CompileClock() as again:  # cached: nothing traced or compiled
+        jax.block_until_ready(f(x))
+    assert first.seconds > 0 and again.seconds == 0
+
+
+def test_emulator_area_fits_each_family_once(tmp_path):
+    """The emulator area fits a family ONCE and derives both rows from that fit."""
+    import jax.numpy as jnp
+
+    from jaxsky.bench._util import Context
+    from jaxsky.bench.emulate import _small_family_config, bench_emulators
+    from jaxsky.emulators import EmulatorFamily, register_family
+
+    calls = []
+
+    def default_config():
+        return {"steps": 1000, "n_hyper": 256, "patience": 3}
+
+    def fit(ds, cfg, *, key):  # least squares (real work), recording the config it got
+        calls.append(dict(cfg))
+        a = np.column_stack([np.ones(len(ds.params)), ds.params])
+        w, *_ = np.linalg.lstsq(a, np.asarray(ds.images).reshape(len(a), -1), rcond=None)
+        return {"w": jnp.asarray(w, jnp.float32)}
+
+    def predict(state, theta):
+        return (jnp.concatenate([jnp.ones(1), theta]) @ state["w"]).reshape(32, 32)
+
+    register_family(
+        EmulatorFamily("bench-test-linear", default_config, fit, predict, lambda r, c, i: r)
+    )
+    cfg = _small_family_config("bench-test-linear", 7)
+    assert cfg == {"steps": 7, "n_hyper": 64, "patience": None}
+    ctx = Context(quick=True, seed=0, tmp=tmp_path, log=lambda s: None)
+    try:
+        res = bench_emulators(ctx, families=("bench-test-linear",))
+    finally:  # leave the registry as other tests expect it
+        from jaxsky.emulators import _base
+
+        _base._FAMILIES.pop("bench-test-linear", None)
+    assert "errors" not in res, res.get("errors")
+    assert len(calls) == 1 and calls[0]["steps"] == res["train_steps"]
+    rows = {r["area"]: r for r in res["rows"]}
+    step, pred = rows["train_step"], rows["predict"]
+    assert step["batch"] == res["train_steps"] and step["compile_s"] >= 0
+    assert step["fit_s"] >= step["run_s"] > 0
+    assert pred["rate"] > 0 and pred["batch"] == ctx.batch(1024, 4096, accel_factor=256)

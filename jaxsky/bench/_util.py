@@ -13,7 +13,16 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-__all__ = ["Context", "timed", "rate_row", "memory", "device_info", "device_tag", "batch_for"]
+__all__ = [
+    "Context",
+    "timed",
+    "rate_row",
+    "memory",
+    "device_info",
+    "device_tag",
+    "batch_for",
+    "CompileClock",
+]
 
 
 class Context:
@@ -62,6 +71,35 @@ def timed(fn: Callable, *args, repeats: int = 3) -> tuple[float, float, object]:
         out = jax.block_until_ready(fn(*args))
         best = min(best, time.perf_counter() - t0)
     return first, best, out
+
+
+class CompileClock:
+    """Seconds JAX spends tracing, lowering and compiling inside a ``with`` block.
+
+    Sums the ``/jax/core/compile/*_duration`` events of :mod:`jax.monitoring`, so the run time
+    of a block that compiles as it goes (an emulator fit) is ``wall - clock.seconds``.
+    """
+
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def _listen(self, event, duration, **_):
+        if event in self.EVENTS:
+            self.seconds += float(duration)
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+        return False
 
 
 def rate_row(

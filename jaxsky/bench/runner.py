@@ -9,6 +9,7 @@ and an area that raises is recorded as an error without stopping the others. Res
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import traceback
@@ -104,6 +105,11 @@ def run_benchmarks(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Run the selected areas; write JSON + markdown to ``out``; return the results dict."""
+    # Before JAX starts its CPU backend: room in XLA's thread pool so that batched LAPACK
+    # calls cannot deadlock it (jaxlib 0.10; see jaxsky._cpu_pool).
+    from jaxsky._cpu_pool import cpu_pool_workaround
+
+    pool_fix = cpu_pool_workaround()
     # JAX is imported here, not at module level: the CLI builds its parser from this module.
     from jaxsky.bench._util import Context, device_info, device_tag, memory
 
@@ -116,6 +122,7 @@ def run_benchmarks(
             raise FileExistsError(f"{t} exists; pass --overwrite to replace it")
     logger = log or (lambda s: None)
     t0 = time.perf_counter()
+    load_start = _load()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.mkdir(parents=True, exist_ok=True)
 
@@ -129,6 +136,10 @@ def run_benchmarks(
             complete=complete,
             total_s=time.perf_counter() - t0,
             device=device_info(),
+            cpu_pool_workaround=pool_fix,
+            nproc=os.environ.get("NPROC"),
+            # other processes on the machine inflate times: 1-minute load at start and now
+            load_avg=[load_start, _load()],
             memory=memory(),
             areas=areas,
         )
@@ -145,6 +156,13 @@ def run_benchmarks(
     logger(markdown(result))
     logger(f"[bench] wrote {targets[0]} and {targets[1]}")
     return result
+
+
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not available on this platform
+        return None
 
 
 def _fmt(x, spec=".3g"):
@@ -164,6 +182,11 @@ def markdown(r: dict) -> str:
         + (
             f"; device peak {r['memory']['device_peak_mb_in_use']:.0f} MiB"
             if "device_peak_mb_in_use" in r["memory"]
+            else ""
+        )
+        + (
+            f"; 1-min load average {r['load_avg'][0]} at start, {r['load_avg'][1]} at end"
+            if None not in r.get("load_avg", [None])
             else ""
         )
         + ".",

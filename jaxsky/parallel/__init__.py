@@ -9,8 +9,10 @@
   replicated; ``jax.jit`` partitions the step).
 * :func:`stream_to_hdf5`: N stamps to HDF5 in bounded memory, atomic and resumable.
 * :func:`initialize`, :func:`process_slice`: multi-host runs via ``jax.distributed``.
+* :func:`cpu_pool_workaround`: avoid a jaxlib 0.10 CPU deadlock in batched LAPACK calls.
 """
 
+from jaxsky._cpu_pool import cpu_pool_workaround, jaxlib_affected
 from jaxsky.parallel.apps import map_galaxies, sharded_draw, sharded_predict
 from jaxsky.parallel.distributed import initialize, process_slice
 from jaxsky.parallel.sharding import (
@@ -43,4 +45,6 @@ __all__ = [
     "partial_path",
     "initialize",
     "process_slice",
+    "cpu_pool_workaround",
+    "jaxlib_affected",
 ]

@@ -9,14 +9,14 @@ emulator, and mapping any per-galaxy function (a fit, a likelihood) over a catal
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from jaxsky.parallel.sharding import sharded_map
-from jaxsky.render import DrawPlan, GSParams, batch_axes, draw, make_plan, plan_sizes
+from jaxsky.parallel.sharding import batch_mesh, sharded_map
+from jaxsky.render import DrawPlan, GSParams, batch_axes, draw, make_plan
+from jaxsky.render.drawing import _group_by_plan  # the same groups as draw_batch
 
 __all__ = ["sharded_draw", "sharded_predict", "map_galaxies"]
 
@@ -53,11 +53,13 @@ def sharded_draw(
     With ``plan`` (or ``group=False``: one plan from :func:`~jaxsky.make_plan` over the whole
     batch, i.e. the largest FFT any galaxy needs) every galaxy uses ONE plan, so a single
     compiled program serves all devices and steps. Otherwise (the default) galaxies are
-    grouped by the FFT sizes they need (:func:`~jaxsky.render.plan_sizes`; groups smaller
-    than ``min_group`` join the next larger one, as :func:`jaxsky.draw_batch` does) and each
-    group is sharded over the devices with its own plan: small galaxies do not pay for
-    large ones (one compiled program per group). Leaves without the batch axis (a fixed PSF)
-    are replicated.
+    grouped exactly as :func:`jaxsky.draw_batch` groups them (by FFT sizes and by the rings
+    of alias copies each needs corrected; groups smaller than ``min_group`` join the next
+    larger one) and each group is sharded over the devices with its own plan: small galaxies
+    do not pay for large ones (one compiled program per group and step size). A group
+    smaller than ``chunk`` runs in one step of its size rounded up to a power of two (and to
+    the device count), so small groups are not padded to a large ``chunk``. Leaves without
+    the batch axis (a fixed PSF) are replicated.
 
     Args:
       objs: a jaxsky profile whose batched leaves share a leading size B.
@@ -83,17 +85,38 @@ def sharded_draw(
     if int(min_group) < 1:
         raise ValueError(f"min_group={min_group} must be a positive integer")
     n = int(np.shape(leaves[flags.index(True)])[0])
-    groups = _groups(objs, nx, ny, scale, gsparams, n, int(min_group))
-    rings = (gsparams or GSParams()).alias_rings
+    groups = _groups(objs, nx, ny, scale, gsparams, n, int(min_group), method)
+    ndev = (mesh or batch_mesh()).size
+    host = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
+    # Dispatch every group before reading any back (JAX dispatch is asynchronous), as
+    # draw_batch does, so host-side slicing overlaps device work.
+    pending = []
+    for gplan, idx in groups:
+        sub = [x[idx] if f else x for x, f in zip(host, flags)]
+        pending.append(
+            (
+                idx,
+                _draw_one_plan(
+                    sub, treedef, flags, gplan, method, _group_chunk(len(idx), chunk, ndev), mesh
+                ),
+            )
+        )
     out = None
-    for (n_fft, k_fold), idx in groups:
-        gplan = DrawPlan(nx, ny, float(scale), n_fft, k_fold, method != "no_pixel", rings)
-        sub = [np.asarray(x)[idx] if f else x for x, f in zip(leaves, flags)]
-        imgs = np.asarray(_draw_one_plan(sub, treedef, flags, gplan, method, chunk, mesh))
+    for idx, imgs in pending:
+        imgs = np.asarray(imgs)
         if out is None:
             out = np.empty((n, ny, nx), imgs.dtype)
         out[idx] = imgs
     return out
+
+
+def _group_chunk(size: int, chunk: int | None, ndev: int) -> int | None:
+    """Step size for a group: ``chunk``, but a smaller group runs in one step of its size
+    rounded up to a power of two (few distinct programs) and to a multiple of ``ndev``."""
+    if chunk is None:
+        return None
+    own = -(-(1 << max(0, int(size - 1).bit_length())) // ndev) * ndev
+    return int(min(-(-int(chunk) // ndev) * ndev, own))
 
 
 def _draw_one_plan(leaves, treedef, flags, plan, method, chunk, mesh):
@@ -103,30 +126,10 @@ def _draw_one_plan(leaves, treedef, flags, plan, method, chunk, mesh):
     return sharded_map(fn, batched, shared=shared, chunk=chunk, mesh=mesh)
 
 
-def _groups(objs, nx, ny, scale, gsparams, n, min_group):
-    """[((n_fft, k_fold), indices)] by cost; small groups merge into the next costlier one."""
-    n_fft, k_fold, ok = plan_sizes(objs, nx, ny, float(scale), gsparams)
-    if not np.all(ok):
-        warnings.warn(
-            f"jaxsky.parallel.sharded_draw: {int(np.size(ok) - np.count_nonzero(ok))} "
-            "profile(s) need a larger FFT than the GSParams caps allow; their stamps may miss "
-            "the accuracy target (use a larger stamp, a PSF, or raise the caps)",
-            stacklevel=3,
-        )
-    n_fft = np.broadcast_to(n_fft, (n,))
-    k_fold = np.broadcast_to(k_fold, (n,))
-    keys = sorted({(int(a), int(b)) for a, b in zip(n_fft, k_fold)}, key=lambda t: (t[0] * t[1], t))
-    out, carry_key, carry = [], None, np.array([], dtype=int)
-    for i, key in enumerate(keys):
-        idx = np.concatenate([carry, np.flatnonzero((n_fft == key[0]) & (k_fold == key[1]))])
-        if carry_key is not None:  # the merged group needs the larger of both sizes
-            key = (max(key[0], carry_key[0]), max(key[1], carry_key[1]))
-        if len(idx) < min_group and i < len(keys) - 1:
-            carry_key, carry = key, idx
-            continue
-        out.append((key, np.sort(idx)))
-        carry_key, carry = None, np.array([], dtype=int)
-    return out
+def _groups(objs, nx, ny, scale, gsparams, n, min_group, method="auto"):
+    """[(DrawPlan, indices)]: :func:`jaxsky.draw_batch`'s grouping (FFT sizes and rings)."""
+    groups = _group_by_plan(objs, nx, ny, float(scale), method, gsparams, n, min_group)
+    return [(plan, np.sort(np.asarray(idx))) for plan, idx in groups.items()]
 
 
 def _predict_one(state, theta, *, predict):

@@ -1,0 +1,76 @@
+"""Work around a jaxlib 0.10 CPU deadlock in batched LAPACK calls (found in issue 7).
+
+In jaxlib 0.10.x (and 0.11.0) the CPU LAPACK kernels behind batched ``cholesky``,
+``solve_triangular``, ``eigh`` ... (``lapack_*_ffi`` -> ``jax::ParallelBatchMap``) split the
+batch into tasks on XLA's intra-op thread pool and then BLOCK a pool thread until those tasks
+finish. When the thunk executor runs as many such calls at once as the pool has threads (the
+pool has one thread per CPU core: 2 on a 2-core machine), every pool thread waits for tasks
+that no free thread can run: the process hangs at 0% CPU with the main thread in
+``tsl::BlockUntilReady`` (seen in ``jaxsky.emulators.ensemble`` calibration and PCA+GP fits).
+Reproduced deterministically with four independent vmapped float64 ``solve_triangular`` calls
+in one jitted function (hangs within a few calls on 2 cores; gdb shows both ``tf_XLAEigen``
+threads in ``BlockingCounter::Wait`` under ``ParallelBatchMap``). ``XLA_FLAGS=
+--xla_cpu_multi_thread_eigen=false`` does NOT avoid it. jaxlib 0.11.1 compiles that parallel
+path out of open-source builds.
+
+The work-around gives the pool more threads than the number of LAPACK calls that can block at
+once: XLA's CPU client sizes the pool from the ``NPROC`` environment variable when it is set
+(``DefaultThreadPoolSize`` in XLA's PjRt utilities), read once when the CPU backend starts.
+With ``NPROC=8`` on 2 cores the reproducer ran 300 calls without a hang, and the rendering
+speed did not change measurably. Spare pool threads only sleep.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import sys
+
+__all__ = ["AFFECTED_JAXLIB", "jaxlib_affected", "cpu_pool_workaround"]
+
+#: jaxlib versions whose CPU LAPACK kernels block pool threads (see the module docstring).
+AFFECTED_JAXLIB = "0.10.*, 0.11.0"
+
+
+def jaxlib_affected(version: str | None = None) -> bool:
+    """Whether this jaxlib (or ``version``, e.g. "0.10.2") has the blocking LAPACK path."""
+    if version is None:
+        try:  # package metadata: no jaxlib import (keeps `import jaxsky` light)
+            version = importlib.metadata.version("jaxlib")
+        except importlib.metadata.PackageNotFoundError:  # no jaxlib: nothing to work around
+            return False
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", str(version))
+    if not m:
+        return False
+    major, minor, patch = (int(g) for g in m.groups())
+    return major == 0 and (minor == 10 or (minor == 11 and patch == 0))
+
+
+def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
+    """Size XLA's CPU thread pool to at least ``min_threads`` (via ``NPROC``) if it helps.
+
+    Acts only when the installed jaxlib is affected, the machine has fewer than
+    ``min_threads`` cores, ``NPROC`` is not set already, and JAX's backends have not started
+    yet (the pool size is read once, when the CPU backend is created). Call it before the
+    first JAX computation of a process. Returns True when it set ``NPROC``.
+    """
+    if int(min_threads) < 1:
+        raise ValueError(f"min_threads={min_threads} must be a positive integer")
+    env = os.environ if environ is None else environ
+    if "NPROC" in env or not jaxlib_affected():
+        return False
+    if (os.cpu_count() or 1) >= int(min_threads):
+        return False
+    if "jax" not in sys.modules:  # JAX not imported yet: no backend can exist
+        env["NPROC"] = str(int(min_threads))
+        return True
+    try:
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            return False  # too late for this process: the pool exists already
+    except Exception:  # private API moved: setting the variable is still harmless
+        pass
+    env["NPROC"] = str(int(min_threads))
+    return True

@@ -83,6 +83,16 @@ class GSObject:
         """
         return None
 
+    def _kterms(self):
+        """``(c, offset, comps)`` with ``kvalue(k) = c exp(-i k.offset) prod_i F_i(k^T M_i k)``.
+
+        ``comps``: tuples ``(kind, p, M)`` of a radial transform ``F`` of ``kind`` with shape
+        parameter ``p`` (or None) and a 2 x 2 quadratic form ``M`` (arcsec^2). None where the
+        transform does not factor this way. :func:`draw` differentiates this form
+        analytically (see ``_factored``).
+        """
+        return None
+
     def xvalue(self, x, y):
         """Surface brightness (flux / arcsec^2) at positions ``x, y`` (arcsec)."""
         raise NotImplementedError(f"{type(self).__name__} has no real-space form")

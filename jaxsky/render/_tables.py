@@ -25,7 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["FTTable", "load_table", "slice_p", "eval_u", "eval_table", "table_meta"]
+__all__ = [
+    "FTTable",
+    "load_table",
+    "slice_p",
+    "eval_u",
+    "eval_table",
+    "eval_table_derivs",
+    "table_meta",
+]
 
 
 class FTTable(NamedTuple):
@@ -207,10 +215,8 @@ def eval_table(name: str, p, u, tail=None):
     return jnp.where(u < tab.u0, 1.0 - (1.0 - f[0]) * e, jnp.where(u > u_last, high, inner))
 
 
-@eval_table.defjvp
-def _eval_table_jvp(name, tail, primals, tangents):
-    p, u = primals
-    p_dot, u_dot = tangents
+def eval_table_derivs(name: str, p, u, tail=None):
+    """``(F, dF/du, dF/dp)`` of :func:`eval_table` at ``p`` and any-shaped ``u``."""
     tab = load_table(name, jnp.result_type(float).name)
     t, rows_f, rows_fu = _slice_rows(tab, p)
     w = _hermite_weights(t)
@@ -235,6 +241,12 @@ def _eval_table_jvp(name, tail, primals, tangents):
         high_u = slope * high
         high_p = fp[-1] * e + high * dhi / (p * p)
     pick = lambda lo, hi, mid: jnp.where(below, lo, jnp.where(above, hi, mid))  # noqa: E731
-    val = pick(low, high, inner)
-    dval = pick(low_u, high_u, inner_u) * u_dot + pick(low_p, high_p, inner_p) * p_dot
-    return val, dval
+    return pick(low, high, inner), pick(low_u, high_u, inner_u), pick(low_p, high_p, inner_p)
+
+
+@eval_table.defjvp
+def _eval_table_jvp(name, tail, primals, tangents):
+    p, u = primals
+    p_dot, u_dot = tangents
+    val, val_u, val_p = eval_table_derivs(name, p, u, tail)
+    return val, val_u * u_dot + val_p * p_dot

@@ -87,6 +87,14 @@ class Convolution(GSObject):
         oy = functools.reduce(operator.add, [f[1][1] for f in parts])
         return r, (ox, oy)
 
+    def _kterms(self):
+        parts = [o._kterms() for o in self.objs]
+        if any(t is None for t in parts):
+            return None
+        c = functools.reduce(operator.mul, [t[0] for t in parts])
+        off = functools.reduce(operator.add, [t[1] for t in parts])
+        return c, off, sum((t[2] for t in parts), ())
+
     def far_xvalue(self, x, y):
         # Far from every component's core, a convolution is the sum of the components'
         # wings, each carried by the other components' flux (the zeroth-order term of

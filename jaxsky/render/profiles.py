@@ -74,9 +74,16 @@ class _Radial(GSObject):
     def flux(self):
         return self._flux
 
+    _kind = ""
+
     def _kfactor(self, kx, ky):
         # Centrally symmetric: the transform is real.
         return self.kvalue(kx, ky), (0.0, 0.0)
+
+    def _kterms(self):
+        p, size = self._kshape()
+        eye = jnp.eye(2, dtype=jnp.result_type(size))
+        return self._flux, jnp.zeros(2, eye.dtype), ((self._kind, p, size * size * eye),)
 
     def _size2_np(self):
         """Squared characteristic size (arcsec^2) used to judge far-field approximations."""
@@ -89,6 +96,10 @@ class Gaussian(_Radial):
     """I(r) ∝ exp(-r^2 / 2 sigma^2).  F(k) = flux exp(-k^2 sigma^2 / 2)."""
 
     _leaves = ("sigma", "_flux")
+    _kind = "gaussian"  # F = exp(-q / 2), q = k^2 sigma^2
+
+    def _kshape(self):
+        return None, self.sigma
 
     def __init__(self, sigma=None, fwhm=None, half_light_radius=None, flux=1.0):
         name, v = _one_size("Gaussian", sigma=sigma, fwhm=fwhm, half_light_radius=half_light_radius)
@@ -128,6 +139,10 @@ class Exponential(_Radial):
     """I(r) ∝ exp(-r / r0).  F(k) = flux (1 + k^2 r0^2)^(-3/2)."""
 
     _leaves = ("scale_radius", "_flux")
+    _kind = "exponential"  # F = (1 + q)^(-3/2), q = k^2 r0^2
+
+    def _kshape(self):
+        return None, self.scale_radius
 
     def __init__(self, scale_radius=None, half_light_radius=None, flux=1.0):
         name, v = _one_size(
@@ -219,6 +234,10 @@ class Sersic(_Radial):
     """
 
     _leaves = ("n", "half_light_radius", "_flux")
+    _kind = "sersic"  # the table at u = ln(k r_e) = ln(q) / 2
+
+    def _kshape(self):
+        return self.n, self.half_light_radius
 
     def __init__(self, n, half_light_radius=None, scale_radius=None, flux=1.0):
         _check_n(n)
@@ -287,6 +306,10 @@ class Moffat(_Radial):
     """
 
     _leaves = ("beta", "scale_radius", "_flux")
+    _kind = "moffat"  # the table at u = ln(k r_d) = ln(q) / 2
+
+    def _kshape(self):
+        return self.beta, self.scale_radius
 
     def __init__(self, beta, scale_radius=None, fwhm=None, half_light_radius=None, flux=1.0):
         check_range("beta", beta, *MOFFAT_BETA_RANGE, lo_open=True)

@@ -76,6 +76,16 @@ class Transformation(GSObject):
         ox, oy = j[0, 0] * ox + j[0, 1] * oy, j[1, 0] * ox + j[1, 1] * oy
         return (self.flux_ratio * self._det()) * r, (ox + self.offset[0], oy + self.offset[1])
 
+    def _kterms(self):
+        inner = self.obj._kterms()
+        if inner is None:
+            return None
+        c, o, comps = inner
+        j = self.jac
+        # F(J^T k) with k^T M k: the quadratic form becomes J M J^T; offsets map through J.
+        comps = tuple((kind, p, j @ m @ j.T) for kind, p, m in comps)
+        return (self.flux_ratio * self._det()) * c, j @ o + self.offset, comps
+
     def _pull_back(self, x, y):
         """J^-1 (x - x0): where the untransformed profile is evaluated."""
         j = self.jac

@@ -1,0 +1,188 @@
+"""The k-space draw of a factored profile, with a hand-written JVP that transposes cheaply.
+
+A profile built from radial profiles by affine transforms and convolutions has the transform
+(see ``GSObject._kterms``)
+
+    K(k) = c exp(-i k.o) prod_i F_i(p_i, q_i),   q_i = k^T M_i k,
+
+so its drawn image is a fixed linear map L (phases, pixel, zone fold, inverse FFT, crop) of
+``r(k) = c prod_i F_i`` and its tangent is
+
+    r' = c' R0 + sum_i c prod_{j != i} F_j (dF_i/dq k^T M_i' k + dF_i/dp p_i'),
+    K' = (r' - i r (kx o_x' + ky o_y')) exp(-i k.o),   R0 = prod_i F_i.
+
+Every term is a grid array times a scalar tangent (times a monomial in kx, ky), so JAX's
+transpose of this JVP is one multiply-reduce per scalar parameter, plus the adjoint of L (one
+FFT): value_and_grad no longer differentiates through every intermediate of the table
+look-ups, and forward mode (jvp, jacfwd) keeps working. The forward fold is written as adds
+of zone slices for closed-form profiles (XLA CPU then fuses the whole grid into one loop)
+and as reductions for table profiles (where re-evaluating the gathers in fused consumers
+costs more than materialising the grid once).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsky.render import _tables
+
+__all__ = ["factored_image", "radial_value", "radial_derivs"]
+_TABLES = ("sersic", "moffat")
+
+
+def _quad(m, kx, ky):
+    """k^T M k for a 2 x 2 ``m`` (any symmetry) on broadcastable kx, ky."""
+    return m[0, 0] * kx * kx + (m[0, 1] + m[1, 0]) * kx * ky + m[1, 1] * ky * ky
+
+
+def _half_log(q):
+    pos = q > 0
+    return 0.5 * jnp.log(jnp.where(pos, q, 1.0)), pos
+
+
+def radial_value(kind, p, q):
+    """F(p, q) normalised to F(0) = 1 (q = (k r)^2 in the profile's own radius r)."""
+    if kind == "gaussian":
+        return jnp.exp(-0.5 * q)
+    if kind == "exponential":
+        x = 1.0 + q
+        return jax.lax.rsqrt(x) / x  # x^(-3/2)
+    u, pos = _half_log(q)
+    tail = "power" if kind == "sersic" else None
+    return jnp.where(pos, _tables.eval_table(kind, p, u, tail), 1.0)
+
+
+def radial_derivs(kind, p, q):
+    """(F, dF/dq, dF/dp or None) on the grid; finite everywhere (q = 0 included)."""
+    if kind == "gaussian":
+        f = jnp.exp(-0.5 * q)
+        return f, -0.5 * f, None
+    if kind == "exponential":
+        x = 1.0 + q
+        f = jax.lax.rsqrt(x) / x
+        return f, -1.5 * f / x, None
+    u, pos = _half_log(q)
+    tail = "power" if kind == "sersic" else None
+    f, f_u, f_p = _tables.eval_table_derivs(kind, p, u, tail)
+    # dF/dq = dF/du / (2 q); at q = 0 (k = 0) the tangent k^T M' k vanishes anyway.
+    f_q = jnp.where(pos, f_u / (2.0 * jnp.where(pos, q, 1.0)), 0.0)
+    return jnp.where(pos, f, 1.0), f_q, jnp.where(pos, f_p, 0.0)
+
+
+def _grid(plan):
+    """kx (kf, n/2+1, 1) and ky (m,) in 1/arcsec, and the integer columns / rows."""
+    from jaxsky.render.drawing import _fold_columns, _fold_rows
+
+    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
+    m, h = kf * n, kf * n // 2
+    dtype = jnp.result_type(float)
+    dk = 2.0 * np.pi / (n * p)
+    cols = _fold_columns(n, kf)
+    # kf == 1: rows already in FFT order (no fold); kf > 1: -h .. h-1, folded after.
+    rows = _fold_rows(n, 1)[0] if kf == 1 else np.arange(m) - h
+    kx = jnp.asarray(cols * dk, dtype)[:, :, None]
+    ky = jnp.asarray(rows * dk, dtype)
+    return kx, ky, cols, rows
+
+
+def _phases(plan, off, kx, ky, cols, rows):
+    """Separable phase x pixel factors: (exr, exi) (kf, n/2+1, 1) and (eyr, eyi) (m,)."""
+    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
+    h = kf * n // 2
+    # Output pixel i sits at x = (i - (nx-1)/2) p: the centring joins the profile's offset.
+    px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
+    py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
+    wx = jnp.asarray((np.abs(cols) < h)[:, :, None], kx.dtype)  # |kx| = h dk: beyond maxk
+    wy = jnp.asarray(rows > -h, ky.dtype)  # the row ky = -h likewise
+    if plan.pixel:
+        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
+        wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
+    return wx * jnp.cos(px), -wx * jnp.sin(px), wy * jnp.cos(py), -wy * jnp.sin(py)
+
+
+def _linear(plan, tr, ti, ph, fuse=True):
+    """The image (ny, nx) of the k-grid array tr + i ti (kf, n/2+1, m) times the phases."""
+    n, kf = plan.n_fft, plan.k_fold
+    h = kf * n // 2
+    exr, exi, eyr, eyi = ph
+    if kf == 1:
+        # No zones to fold: one complex elementwise product, the grid's only consumer (with
+        # several, XLA re-evaluates the grid inside each consumer's fusion).
+        e = jax.lax.complex(eyr * exr[0] - eyi * exi[0], eyr * exi[0] + eyi * exr[0])
+        t = tr[0] if ti is None else jax.lax.complex(tr[0], ti[0])
+        folded = t * e
+    else:
+        if fuse:
+            # Cheap closed forms: fold by adding the kf slices (no reduce op), so XLA CPU
+            # fuses the whole grid evaluation into the adds; the grid's only consumer is one
+            # complex product (with several, XLA re-evaluates the grid in each).
+            add = lambda xs: functools.reduce(jnp.add, xs)  # noqa: E731
+            t = tr if ti is None else jax.lax.complex(tr, ti)
+            tc = t * jax.lax.complex(exr, exi)
+            g = add([tc[a] for a in range(kf)]) * jax.lax.complex(eyr, eyi)
+            folded = add([g[:, z * n : (z + 1) * n] for z in range(kf)])
+        else:
+            # Table look-ups: reductions, which materialise the grid once (re-evaluating the
+            # gathers in fused consumers costs more). (A stacked (2, kf, n/2+1, m)
+            # multiply-reduce fold was miscompiled by XLA CPU in float32 under vmap with
+            # batch 1: test_render_speedpaths::test_vmap_batch_of_one_kfold.)
+            if ti is None:
+                cr, ci = (tr * exr).sum(axis=0), (tr * exi).sum(axis=0)
+            else:
+                cr = (tr * exr - ti * exi).sum(axis=0)
+                ci = (tr * exi + ti * exr).sum(axis=0)
+            g = jax.lax.complex(cr * eyr - ci * eyi, cr * eyi + ci * eyr)
+            folded = g.reshape(g.shape[0], kf, n).sum(axis=1)
+        # The ky zones are folded onto n bins; roll rows ky = -h .. onto FFT order.
+        folded = jnp.roll(folded, -(h % n), axis=1)
+    return jnp.fft.irfft2(folded.T, s=(n, n))[: plan.ny, : plan.nx]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def factored_image(plan, kinds, c, off, ps, ms):
+    """Image (ny, nx) of ``c exp(-i k.off) prod_i F_kinds[i](ps[i], k^T ms[i] k)``.
+
+    Args:
+      plan: the static :class:`~jaxsky.render.drawing.DrawPlan`.
+      kinds: static tuple of radial kinds ('gaussian', 'exponential', 'sersic', 'moffat').
+      c: scalar amplitude (flux units); off: (2,) offset in arcsec.
+      ps: per component shape parameter (Sersic n, Moffat beta) or None.
+      ms: per component (2, 2) quadratic form in arcsec^2.
+    """
+    kx, ky, cols, rows = _grid(plan)
+    r = c
+    for kind, p, m in zip(kinds, ps, ms):
+        r = r * radial_value(kind, p, _quad(m, kx, ky))
+    r = jnp.broadcast_to(r, kx.shape[:2] + ky.shape)
+    fuse = not any(k in _TABLES for k in kinds)
+    return _linear(plan, r, None, _phases(plan, off, kx, ky, cols, rows), fuse)
+
+
+@factored_image.defjvp
+def _factored_image_jvp(plan, kinds, primals, tangents):
+    c, off, ps, ms = primals
+    c_dot, off_dot, ps_dot, ms_dot = tangents
+    kx, ky, cols, rows = _grid(plan)
+    shape = kx.shape[:2] + ky.shape
+    ph = _phases(plan, off, kx, ky, cols, rows)
+    ev = [radial_derivs(k, p, _quad(m, kx, ky)) for k, p, m in zip(kinds, ps, ms)]
+    prod = lambda xs: functools.reduce(jnp.multiply, xs, 1.0)  # noqa: E731
+    r0 = jnp.broadcast_to(prod([e[0] for e in ev]), shape)
+    r = c * r0
+    fuse = not any(k in _TABLES for k in kinds)
+    out = _linear(plan, r, None, ph, fuse)
+    # r' as a sum of grid arrays times scalar tangents: JAX transposes each product into
+    # one multiply-reduce per scalar (no stacked intermediates).
+    tr = r0 * c_dot
+    for i, ((_, fq, fp), m_dot, p_dot) in enumerate(zip(ev, ms_dot, ps_dot)):
+        others = c * prod([e[0] for j, e in enumerate(ev) if j != i])
+        tr = tr + (others * fq) * _quad(m_dot, kx, ky)
+        if fp is not None:
+            tr = tr + (others * fp) * p_dot
+    # The offset turns the phase: K' = -i (kx o_x' + ky o_y') K.
+    ti = -r * (kx * off_dot[0] + ky * off_dot[1])
+    return out, _linear(plan, jnp.broadcast_to(tr, shape), ti, ph, fuse)

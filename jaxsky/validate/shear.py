@@ -30,9 +30,15 @@ __all__ = [
     "calibration_thetas",
     "preset_psf_images",
     "measure_shear",
+    "ring_images",
     "shear_calibration",
+    "calibration_from_galaxies",
+    "paired_bias",
     "compare_shear_calibration",
+    "METHODS",
 ]
+
+METHODS = ("moments", "moments-psf", "hsm")
 
 
 class ShearCalibration(NamedTuple):
@@ -191,8 +197,10 @@ def _rotate_cols(theta, angle, i1, i2):
 def measure_shear(images, *, method: str = "moments", psfs=None):
     """Reduced-shear estimates g1, g2 float[B] and a failure dict {index: message}.
 
-    ``"moments"``: observed JAX adaptive moments (no PSF correction); ``"hsm"``: GalSim
-    re-Gaussianization with each image's PSF, its corrected distortion converted to g.
+    ``"moments"``: observed JAX adaptive moments (no PSF correction); ``"moments-psf"``: the
+    same moments minus the PSF's (:mod:`jaxsky.validate.psfcorr`; needs ``psfs``, fails where
+    the image is not larger than its PSF); ``"hsm"``: GalSim re-Gaussianization with each
+    image's PSF, its corrected distortion converted to g.
     """
     if method == "moments":
         from jaxsky.validate.moments import batch_adaptive_moments
@@ -202,46 +210,69 @@ def measure_shear(images, *, method: str = "moments", psfs=None):
         g1 = np.where(ok, np.asarray(m.g1, np.float64), np.nan)
         g2 = np.where(ok, np.asarray(m.g2, np.float64), np.nan)
         return g1, g2, {int(i): "adaptive moments did not converge" for i in np.flatnonzero(~ok)}
-    if method == "hsm":
-        from jaxsky.validate.hsm import hsm_shear
-        from jaxsky.validate.moments import e_to_g
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {METHODS}")
+    if psfs is None:
+        raise ValueError(f"method={method!r} needs psfs")
+    if method == "moments-psf":
+        from jaxsky.validate.psfcorr import batch_corrected_shape
 
-        if psfs is None:
-            raise ValueError("method='hsm' needs psfs")
-        r = hsm_shear(images, psfs)
-        g1, g2 = e_to_g(r.shear1, r.shear2)
-        return np.asarray(g1), np.asarray(g2), dict(r.errors)
-    raise ValueError(f"method={method!r} is not one of 'moments', 'hsm'")
+        r = batch_corrected_shape(images, psfs)
+        ok = r.converged & np.isfinite(r.g1) & np.isfinite(r.g2)
+        g1 = np.where(ok, r.g1.astype(np.float64), np.nan)
+        g2 = np.where(ok, r.g2.astype(np.float64), np.nan)
+        errs = {int(i): f"moments not converged or unresolved (R2={r.r2[i]:.3g})" for i in
+                np.flatnonzero(~ok)}  # fmt: skip
+        return g1, g2, errs
+    from jaxsky.validate.hsm import hsm_shear
+    from jaxsky.validate.moments import e_to_g
+
+    r = hsm_shear(images, psfs)
+    g1, g2 = e_to_g(r.shear1, r.shear2)
+    return np.asarray(g1), np.asarray(g2), dict(r.errors)
 
 
 def _applied(g):
     return np.array([(g, g), (g, -g), (-g, g), (-g, -g)], dtype=np.float64)
 
 
-def _ring_measure(render, theta, *, g, n_rot, method, psfs, rotate):
-    """g_hat float[N, 4 shears, 2] ring-averaged, and failures per galaxy."""
+def ring_images(render, theta, *, g: float = 0.02, n_rot: int = 4, rotate=None) -> np.ndarray:
+    """float[n_rot * 4 * N, ny, nx] images of the ring test: for each orientation r (outer)
+    and applied shear s (:func:`_applied` order), the N galaxies of theta float[N, P].
+
+    Render once and hand the stack to :func:`shear_calibration` (``images=``) to measure it
+    with several methods or to keep it (a GalSim reference costs far more than a measurement).
+    """
     theta = np.asarray(theta, np.float64)
     n = theta.shape[0]
-    shears = _applied(g)
     rot = rotate if rotate is not None else getattr(render, "rotate", None)
     if rot is None:
         raise ValueError("render has no .rotate; pass rotate=(theta, angle) -> theta")
     th_all, a_all = [], []
     for r in range(n_rot):
         th_r = rot(theta, np.pi * r / n_rot)
-        for a in shears:
+        for a in _applied(g):
             th_all.append(th_r)
             a_all.append(np.broadcast_to(a, (n, 2)))
     th_all = np.concatenate(th_all)
     a_all = np.concatenate(a_all)
-    images = np.asarray(render(th_all, a_all[:, 0], a_all[:, 1]))
+    return np.asarray(render(th_all, a_all[:, 0], a_all[:, 1]))
+
+
+def _ring_measure(images, n, *, g, n_rot, method, psfs):
+    """g_hat float[N, 4 shears, 2] ring-averaged, and failures per galaxy."""
+    if images.shape[0] != n_rot * 4 * n:
+        raise ValueError(
+            f"images has {images.shape[0]} stamps; the ring of {n} galaxies x {n_rot} "
+            f"orientations x 4 shears needs {n_rot * 4 * n}"
+        )
     p = None if psfs is None else np.concatenate([np.asarray(psfs)] * (n_rot * 4))
     g1, g2, errs = measure_shear(images, method=method, psfs=p)
     gh = np.stack([g1, g2], -1).reshape(n_rot, 4, n, 2)
     failed = {}
     for flat_i, msg in errs.items():
         failed.setdefault(int(flat_i) % n, msg)
-    return gh.mean(axis=0).transpose(1, 0, 2), shears, failed
+    return gh.mean(axis=0).transpose(1, 0, 2), _applied(g), failed
 
 
 def _fit(gh, shears, g):
@@ -261,52 +292,98 @@ def _stats(x):
     return x.mean(axis=0) if n else np.full(2, np.nan), err
 
 
+def calibration_from_galaxies(m_gal, c_gal, errors=None) -> ShearCalibration:
+    """:class:`ShearCalibration` from per-galaxy m, c float[N, 2] (NaN rows: failed)."""
+    m_gal, c_gal = np.asarray(m_gal, np.float64), np.asarray(c_gal, np.float64)
+    errors = dict(errors or {})
+    bad = np.array(sorted(errors), dtype=int)
+    m_gal, c_gal = m_gal.copy(), c_gal.copy()
+    m_gal[bad], c_gal[bad] = np.nan, np.nan
+    m, m_err = _stats(m_gal)
+    c, c_err = _stats(c_gal)
+    return ShearCalibration(m, m_err, c, c_err, m_gal, c_gal, len(errors), errors)
+
+
 def shear_calibration(
-    render, theta, *, g: float = 0.02, n_rot: int = 4, method="moments", psfs=None, rotate=None
+    render,
+    theta,
+    *,
+    g: float = 0.02,
+    n_rot: int = 4,
+    method="moments",
+    psfs=None,
+    rotate=None,
+    images=None,
 ) -> ShearCalibration:
     """m and c of ``render`` for the galaxies theta float[N, P] (see the module docstring).
 
-    Galaxies whose measurement failed in any orientation or shear are left out of the fit
-    and counted in ``n_failed`` with their messages.
+    ``images``: the ring stack of :func:`ring_images` if already rendered (``render`` is then
+    not called). Galaxies whose measurement failed in any orientation or shear are left out
+    of the fit and counted in ``n_failed`` with their messages.
     """
     if not 0 < g < 0.2:
         raise ValueError(f"g={g} must be in (0, 0.2)")
     if n_rot < 2 or n_rot % 2:
         raise ValueError(f"n_rot={n_rot} must be an even number >= 2")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {METHODS}")
+    if method != "moments" and psfs is None:
+        raise ValueError(f"method={method!r} needs psfs (one PSF image per galaxy)")
+    theta = np.asarray(theta, np.float64)
+    if images is None:
+        images = ring_images(render, theta, g=g, n_rot=n_rot, rotate=rotate)
     gh, shears, failed = _ring_measure(
-        render, theta, g=g, n_rot=n_rot, method=method, psfs=psfs, rotate=rotate
+        np.asarray(images), theta.shape[0], g=g, n_rot=n_rot, method=method, psfs=psfs
     )
     m_gal, c_gal = _fit(gh, shears, g)
-    bad = np.array(sorted(failed), dtype=int)
-    m_gal[bad], c_gal[bad] = np.nan, np.nan
-    m, m_err = _stats(m_gal)
-    c, c_err = _stats(c_gal)
-    return ShearCalibration(m, m_err, c, c_err, m_gal, c_gal, len(failed), failed)
+    return calibration_from_galaxies(m_gal, c_gal, failed)
 
 
-def compare_shear_calibration(render_ref, render_model, theta, **kw) -> dict:
-    """m, c of a reference and a model on the same galaxies, and their paired differences.
+def paired_bias(ref: ShearCalibration, mod: ShearCalibration, keep=None) -> dict:
+    """m_model - m_ref, the relative responsivity bias and c_model - c_ref on the same
+    galaxies (``keep`` bool[N] selects a subset, e.g. resolved galaxies), with paired errors.
 
-    Besides ``dm`` = m_model - m_ref, ``dm_rel`` is the model's relative shear responsivity
-    (1 + m_model) / (1 + m_ref) - 1 per galaxy, averaged: the multiplicative bias the model
-    would leave after a PSF correction (or calibration) that divides by the reference's
-    responsivity. It equals ``dm`` for a PSF-corrected estimator (m_ref ~ 0) and is
-    dm / (1 + m_ref) where observed moments are diluted by the PSF (1 + m_ref < 1).
+    ``dm_rel`` is (1 + m_model) / (1 + m_ref) - 1 per galaxy, averaged: the multiplicative
+    bias the model would leave after a PSF correction (or calibration) that divides by the
+    reference's responsivity. It equals ``dm`` for a PSF-corrected estimator (m_ref ~ 0) and
+    is dm / (1 + m_ref) where observed moments are diluted by the PSF (1 + m_ref < 1).
     """
-    ref = shear_calibration(render_ref, theta, **kw)
-    mod = shear_calibration(render_model, theta, **kw)
-    dm, dm_err = _stats(mod.m_gal - ref.m_gal)
-    dc, dc_err = _stats(mod.c_gal - ref.c_gal)
-    rel, rel_err = _stats((1.0 + mod.m_gal) / (1.0 + ref.m_gal) - 1.0)
+    n = ref.m_gal.shape[0]
+    if mod.m_gal.shape[0] != n:
+        raise ValueError(f"reference has {n} galaxies, model {mod.m_gal.shape[0]}")
+    keep = np.ones(n, bool) if keep is None else np.asarray(keep, bool)
+    if keep.shape != (n,):
+        raise ValueError(f"keep must be bool[{n}], got shape {keep.shape}")
+    dm, dm_err = _stats((mod.m_gal - ref.m_gal)[keep])
+    dc, dc_err = _stats((mod.c_gal - ref.c_gal)[keep])
+    rel, rel_err = _stats(((1.0 + mod.m_gal) / (1.0 + ref.m_gal) - 1.0)[keep])
+    both = keep & np.all(np.isfinite(mod.m_gal - ref.m_gal), axis=1)
     return {
-        "dm_rel": rel.tolist(),
-        "dm_rel_err": rel_err.tolist(),
-        "reference": ref.as_dict(),
-        "model": mod.as_dict(),
         "dm": dm.tolist(),
         "dm_err": dm_err.tolist(),
+        "dm_rel": rel.tolist(),
+        "dm_rel_err": rel_err.tolist(),
         "dc": dc.tolist(),
         "dc_err": dc_err.tolist(),
+        "n_selected": int(keep.sum()),
+        "n_used": int(both.sum()),
+    }
+
+
+def compare_shear_calibration(render_ref, render_model, theta, *, keep=None, **kw) -> dict:
+    """m, c of a reference and a model on the same galaxies, and their paired differences
+    (:func:`paired_bias`; ``keep`` bool[N] restricts the differences to a subset).
+
+    ``kw`` go to :func:`shear_calibration`, except ``images_ref`` / ``images_model``: ring
+    stacks already rendered (:func:`ring_images`) for the reference / the model.
+    """
+    im_ref, im_mod = kw.pop("images_ref", None), kw.pop("images_model", None)
+    ref = shear_calibration(render_ref, theta, images=im_ref, **kw)
+    mod = shear_calibration(render_model, theta, images=im_mod, **kw)
+    return {
+        **paired_bias(ref, mod, keep),
+        "reference": ref.as_dict(),
+        "model": mod.as_dict(),
         "g": kw.get("g", 0.02),
         "n_rot": kw.get("n_rot", 4),
         "method": kw.get("method", "moments"),

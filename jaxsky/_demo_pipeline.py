@@ -37,7 +37,7 @@ def emulator_section(tmp, *, seed: int, n_train: int, n_test: int, vae_steps: in
         "pcagp": {},
         # The dense decoder trains ~60x faster per step than the conv decoder on CPU
         # (measured: 2.2 s vs 148 s for 200 steps on 512 paper stamps, 2 cores).
-        "vae": {"decoder": "dense", "steps": vae_steps},
+        "vae": {"decoder": "dense", "dense_features": [128, 256], "steps": vae_steps},
     }
     for name, cfg in configs.items():
         say(f"training {name} on {len(train)} images")

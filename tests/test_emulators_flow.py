@@ -70,7 +70,7 @@ def test_flow_family_sample_save_load_grads(tmp_path, x64):
         latent_dim=3,
         enc_features=[4, 8, 8],
         decoder="dense",
-        dec_features=[32, 32],
+        dense_features=[32, 32],
         dense=32,
         steps=60,
         val_every=30,

@@ -17,7 +17,7 @@ from jaxsky.testing import paper_like_dataset
 TINY_VAE = dict(
     mode="conditional",
     decoder="dense",
-    dec_features=[16],
+    dense_features=[16],
     mlp_features=[16],
     latent_dim=4,
     steps=20,

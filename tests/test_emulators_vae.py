@@ -19,6 +19,7 @@ TINY = dict(
     latent_dim=4,
     enc_features=[4, 8, 8],
     dec_features=[8, 8, 4],
+    dense_features=[16, 32],
     dense=32,
     mlp_features=[32, 32],
     val_every=50,
@@ -164,3 +165,48 @@ def test_bad_config_is_rejected():
         fit("vae", ds, {"flux_param": "mag"}, key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown vae config"):
         fit("vae", ds, {"laten_dim": 3}, key=jax.random.key(0))
+
+
+def test_log_conditioning_and_legacy_checkpoints(tmp_path):
+    """Sizes/PSF are conditioned in log (range ends map to -1/+1); a model saved before
+    ``log_cond``/``dense_features`` existed loads with the linear map and ``dec_features``."""
+    import json
+
+    ds = gaussian_set()
+    em = fit("vae", ds, dict(TINY, decoder="dense", steps=3), key=jax.random.key(7))
+    assert em.state.spec.cond_log == (True, False, True)  # hlr, g1, psf_fwhm (flux analytic)
+    lo = np.array([ds.ranges[k][0] for k in ds.param_names])
+    hi = np.array([ds.ranges[k][1] for k in ds.param_names])
+    mid = np.where(lo > 0, np.sqrt(np.abs(lo * hi)), 0.5 * (lo + hi))  # log-midpoints -> 0
+    for theta, want in ((lo, -1.0), (hi, 1.0)):
+        np.testing.assert_allclose(vae._cond(em.state, jnp.asarray(theta)), want, atol=1e-5)
+    c = np.asarray(vae._cond(em.state, jnp.asarray(mid)))
+    np.testing.assert_allclose(c[[0, 2]], 0.0, atol=1e-5)
+    legacy = dict(TINY, decoder="dense", steps=3, log_cond=False, dense_features=None)
+    old = fit("vae", ds, legacy, key=jax.random.key(8))
+    old.save(tmp_path / "old")
+    meta = tmp_path / "old" / "emulator.json"
+    doc = json.loads(meta.read_text())
+    for k in ("log_cond", "dense_features", "warmup"):
+        doc["config"].pop(k)
+    meta.write_text(json.dumps(doc))
+    back = load(tmp_path / "old")
+    assert back.state.spec.cond_log == (False, False, False)
+    th = ds.params[:4]
+    np.testing.assert_allclose(back.predict(th), old.predict(th), rtol=1e-6, atol=1e-6)
+
+
+def test_noise_floor_is_relative_to_each_image(monkeypatch):
+    """Noiseless sets: each image's likelihood sigma is noise_floor x its own peak."""
+    ds = gaussian_set()
+    seen = {}
+    real = vae.train_loop
+
+    def spy(loss, params, batches, **kw):
+        seen["batch"] = batches(0, jax.random.key(0))
+        return real(loss, params, batches, **kw)
+
+    monkeypatch.setattr(vae, "train_loop", spy)
+    fit("vae", ds, dict(TINY, decoder="dense", steps=1, batch_size=8), key=jax.random.key(0))
+    xb, _, wb, _ = (np.asarray(a) if a is not None else None for a in seen["batch"])
+    np.testing.assert_allclose(wb, 1.0 / (1e-3 * xb.max(axis=(1, 2))) ** 2, rtol=1e-5)

@@ -25,6 +25,12 @@ train/val split is redrawn from the rest) and the weight w in [0, 1] minimising 
 squared error of ``analytic + w * residual`` is kept. A residual that is irreducible noise
 (stochastic structure such as random star-forming knots, which theta does not fix) then gets
 w ~ 0 instead of adding its overfit noise to an exact conditional mean.
+
+Per-galaxy Sersic fits (what a survey catalogue gives for every galaxy): :func:`with_sersic_fit`
+appends each image's single-Sersic fit (``jaxsky.infer.fit_sersic`` columns, or a catalogue's)
+to the data set's parameters, and :func:`sersic_fit_config` maps the ``"sersic"`` profile's
+roles onto them. The analytic part is then that galaxy's own best Sersic render and the residual
+family, conditioned on (design parameters, fit), learns what a single Sersic misses.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ __all__ = [
     "residual_scale",
     "render_dataset",
     "restore",
+    "SERSIC_FIT",
+    "sersic_fit_config",
+    "with_sersic_fit",
     "FAMILY",
 ]
 
@@ -259,6 +268,61 @@ def _fit_weight(fam, rstate, theta, target) -> float:
         ).astype(np.float64)
     den = float(np.sum(pred**2))
     return float(np.clip(np.sum(target * pred) / den, 0.0, 1.0)) if den > 0 else 0.0
+
+
+#: the Sersic-fit columns (``jaxsky.infer.fit_sersic`` names and units: flux in image units,
+#: half_light_radius and dx, dy in arcsec, g1 and g2 reduced shear)
+SERSIC_FIT = ("flux", "half_light_radius", "n", "g1", "g2", "dx", "dy")
+
+
+def with_sersic_fit(dataset, fit, *, prefix: str = "fit_"):
+    """The data set with each image's single-Sersic fit appended to its parameters.
+
+    Args:
+        dataset: a :class:`~jaxsky.data.Dataset` of N images.
+        fit: mapping with float[N] entries for every name of :data:`SERSIC_FIT` (e.g. the
+            output of ``jaxsky.infer.fit_sersic`` on these images, or catalogue values).
+        prefix: name prefix of the new columns (``fit_flux``, ``fit_n``, ...).
+    Returns:
+        A data set with P + 7 parameters; the new columns' ranges are their min/max.
+    """
+    n = len(dataset.params)
+    cols = []
+    for k in SERSIC_FIT:
+        if k not in fit:
+            raise ValueError(f"with_sersic_fit: fit has no {k!r} column (needs {SERSIC_FIT})")
+        v = np.asarray(fit[k], np.float64).reshape(-1)
+        if v.shape != (n,) or not np.all(np.isfinite(v)):
+            raise ValueError(
+                f"with_sersic_fit: fit[{k!r}] must hold {n} finite values (one per image), "
+                f"got shape {v.shape} with {int(np.sum(~np.isfinite(v)))} non-finite"
+            )
+        cols.append(v)
+    names = tuple(prefix + k for k in SERSIC_FIT)
+    clash = set(names) & set(dataset.param_names)
+    if clash:
+        raise ValueError(f"with_sersic_fit: columns {sorted(clash)} exist; choose another prefix")
+    extra = np.stack(cols, axis=1)
+    ranges = dict(dataset.ranges)
+    for j, k in enumerate(names):
+        lo, hi = float(extra[:, j].min()), float(extra[:, j].max())
+        ranges[k] = (lo, hi if hi > lo else lo + 1e-6 * max(abs(lo), 1.0))
+    return dataclasses.replace(
+        dataset,
+        params=np.concatenate([np.asarray(dataset.params, np.float64), extra], axis=1),
+        param_names=(*dataset.param_names, *names),
+        param_units=(*dataset.param_units, "flux", "arcsec", "", "", "", "arcsec", "arcsec"),
+        ranges=ranges,
+    )
+
+
+def sersic_fit_config(prefix: str = "fit_", psf_fwhm: str = "psf_fwhm", **config) -> dict:
+    """Hybrid config whose analytic part is each galaxy's own Sersic fit (see
+    :func:`with_sersic_fit`); ``psf_fwhm`` names the PSF column; ``config`` adds/overrides keys.
+    """
+    columns = {k: prefix + k for k in SERSIC_FIT}
+    columns["psf_fwhm"] = psf_fwhm
+    return {"profile": "sersic", **config, "columns": {**columns, **config.get("columns", {})}}
 
 
 def _state(rstate, cfg, roles, plan, shape, weight) -> HybridState:

@@ -3,9 +3,10 @@
 Two variants (``config["mode"]``):
 
 * ``"latent"``: a beta-VAE (Higgins et al. 2017) is trained on the images with a Gaussian pixel
-  likelihood whose sigma is the data set's noise (``noise_sigma``, floored by ``noise_floor``
-  times the peak for noiseless sets); then theta -> latent mean is regressed with an MLP or
-  tinygp GPs; optionally the regressor and decoder are fine-tuned end to end on the images.
+  likelihood whose sigma is the data set's noise (``noise_sigma``), floored by ``noise_floor``
+  times each image's own peak (which alone sets the weights of noiseless sets: errors are then
+  weighted relative to each image's peak); then theta -> latent mean is regressed with an MLP
+  or tinygp GPs; optionally the regressor and decoder are fine-tuned end to end on the images.
 * ``"conditional"``: a conditional decoder, theta -> MLP -> decoder -> image, trained directly.
 
 Images are emulated at unit flux when ``flux_param`` is a parameter (flux is applied
@@ -28,6 +29,7 @@ from jaxsky.emulators import _latent_gp
 from jaxsky.emulators._base import EmulatorFamily, register_family
 from jaxsky.emulators._fourier_psf import psf_convolve
 from jaxsky.emulators._nn import MLP, ConvDecoder, ConvEncoder, DenseDecoder
+from jaxsky.emulators._normalize import LOG_DEFAULT
 from jaxsky.emulators._train import train_loop
 
 __all__ = [
@@ -49,11 +51,13 @@ def default_config() -> dict:
         "mode": "conditional",  # "latent" (beta-VAE + regression) or "conditional"
         "latent_dim": 16,
         "enc_features": [32, 64, 128],
-        "dec_features": [128, 64, 32],
+        "dec_features": [128, 64, 32],  # conv decoder channels
+        "dense_features": [256, 512],  # dense decoder hidden widths
         "dense": 256,
-        "decoder": "conv",  # "conv" or "dense"
+        "decoder": "dense",  # "dense" (fast on CPU) or "conv"
         "beta": 1e-3,
-        "noise_floor": 1e-3,  # sigma floor as a fraction of the peak unit-flux pixel
+        "noise_floor": 1e-3,  # sigma floor as a fraction of each image's own peak pixel
+        "log_cond": True,  # condition on log of the positive size/PSF parameters
         "noisy": False,  # train on the data set's noisy realisations
         "regressor": "mlp",  # "mlp" or "gp" (latent mode)
         "gp_kernel": "matern52",
@@ -70,6 +74,7 @@ def default_config() -> dict:
         "finetune_steps": 2000,
         "batch_size": 64,
         "lr": 1e-3,
+        "warmup": 0.02,  # fraction of the steps with a linear learning-rate warm-up
         "val_every": 100,
         "patience": 15,
     }
@@ -97,6 +102,7 @@ class Spec(NamedTuple):
     psf_beta: float
     scale: float
     psf_plan: Any = None
+    cond_log: tuple = ()  # per conditioning column: taken in log before the [-1, 1] map
 
 
 @flax.struct.dataclass
@@ -165,12 +171,20 @@ def _make_spec(dataset, cfg) -> Spec:
                 else Moffat(cfg["psf_beta"], fwhm=fw)
             )
             plan = make_plan(psf, psf_shape[1], psf_shape[0], dataset.scale)
+    cond_log = tuple(
+        bool(cfg["log_cond"]) and names[i] in LOG_DEFAULT and dataset.ranges[names[i]][0] > 0
+        for i in cond_idx
+    )
     return Spec(
         shape=tuple(int(s) for s in dataset.shape),
         mode=cfg["mode"],
         latent=int(cfg["latent_dim"]),
         enc_features=tuple(cfg["enc_features"]),
-        dec_features=tuple(cfg["dec_features"]),
+        dec_features=tuple(
+            cfg["dense_features"]
+            if cfg["decoder"] == "dense" and cfg.get("dense_features")
+            else cfg["dec_features"]
+        ),
         dense=int(cfg["dense"]),
         decoder=cfg["decoder"],
         regressor=cfg["regressor"],
@@ -185,12 +199,21 @@ def _make_spec(dataset, cfg) -> Spec:
         psf_beta=float(cfg["psf_beta"]),
         scale=float(dataset.scale),
         psf_plan=plan,
+        cond_log=cond_log,
     )
 
 
 # ---------------------------------------------------------------------------- pure pieces
+def _log_cols(c, cond_log):
+    """Log of the flagged columns of c float[..., C] (gradient-safe at c <= 0)."""
+    if not any(cond_log):
+        return c
+    m = jnp.asarray(cond_log)
+    return jnp.where(m, jnp.log(jnp.where(m & (c > 0), c, 1.0)), c)
+
+
 def _cond(state: VAEState, theta):
-    c = theta[jnp.asarray(state.spec.cond_idx)]
+    c = _log_cols(theta[jnp.asarray(state.spec.cond_idx)], state.spec.cond_log)
     return 2.0 * (c - state.lo) / (state.hi - state.lo) - 1.0
 
 
@@ -264,7 +287,11 @@ def sample(state: VAEState, theta, *, key):
 
 def restore(raw, config, info) -> VAEState:
     spec_info = _InfoView(info, config)
-    spec = _make_spec(spec_info, {**default_config(), **config})
+    # models saved before ``log_cond`` / ``dense_features`` existed: linear conditioning, and
+    # a dense decoder sized by ``dec_features``
+    spec = _make_spec(
+        spec_info, {**default_config(), "log_cond": False, "dense_features": None, **config}
+    )
     params = jax.tree.map(jnp.asarray, raw["params"])
     if "gp" in params:
         params["gp"] = _latent_gp.GPState(**params["gp"])
@@ -317,10 +344,14 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
     xv, thv, sigv, psfv = _arrays(dataset, spec, cfg, "val") if has_val else (x, theta, sig, psfs)
     lo = np.array([dataset.ranges[dataset.param_names[i]][0] for i in spec.cond_idx])
     hi = np.array([dataset.ranges[dataset.param_names[i]][1] for i in spec.cond_idx])
+    logc = np.asarray(spec.cond_log, bool)
+    lo, hi = (
+        np.where(logc, np.log(np.where(logc, lo, 1.0)), lo),
+        np.where(logc, np.log(np.where(logc, hi, 1.0)), hi),
+    )
     hi = np.where(hi > lo, hi, lo + 1.0)
     mean_image = x.mean(axis=0)
     img_scale = float(np.std(x - mean_image)) or 1.0
-    floor = cfg["noise_floor"] * float(np.abs(x).max())
     f32 = np.float32
     state = VAEState(
         params={},
@@ -335,10 +366,16 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
     )
 
     def norm_cond(th):
-        return 2.0 * (th[:, list(spec.cond_idx)] - lo) / (hi - lo) - 1.0
+        c = np.asarray(_log_cols(jnp.asarray(th[:, list(spec.cond_idx)]), spec.cond_log))
+        return 2.0 * (c - lo) / (hi - lo) - 1.0
 
     def pack(xx, th, sg, ps):
-        w = 1.0 / np.maximum(sg, floor) ** 2  # Gaussian likelihood weight per image
+        # Gaussian likelihood weight per image; the sigma floor is relative to the image's own
+        # peak, so noiseless sets are fitted in relative units (the max|res|/peak metric's);
+        # peaks count at least 1e-3 of the largest one, so blank images keep a finite weight
+        peak = np.abs(xx).max(axis=(1, 2))
+        floor = cfg["noise_floor"] * np.maximum(peak, 1e-3 * (float(peak.max()) or 1.0))
+        w = 1.0 / np.maximum(sg, floor) ** 2
         return (xx.astype(f32), norm_cond(th).astype(f32), w.astype(f32), ps)
 
     train, val = pack(x, theta, sig, psfs), pack(xv, thv, sigv, psfv)
@@ -347,7 +384,7 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
     ny, nx = spec.shape
     npix = ny * nx
     loop = dict(progress=progress, val_every=cfg["val_every"], patience=cfg["patience"])
-    opt = optax.adam(optax.cosine_decay_schedule(cfg["lr"], max(cfg["steps"], 1), 0.02))
+    opt = optax.adam(_schedule(cfg["lr"], cfg["steps"], cfg["warmup"]))
 
     def ckpt(name):
         return None if checkpoint_dir is None else f"{checkpoint_dir}/{name}"
@@ -427,9 +464,7 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
             loss_r,
             r0,
             _batcher((zt.astype(f32), train[1]), cfg["batch_size"]),
-            optimizer=optax.adam(
-                optax.cosine_decay_schedule(cfg["lr"], max(cfg["reg_steps"], 1), 0.02)
-            ),
+            optimizer=optax.adam(_schedule(cfg["lr"], cfg["reg_steps"], cfg["warmup"])),
             n_steps=cfg["reg_steps"],
             key=k2,
             val_fn=lambda p: loss_r(p, r_val, None),
@@ -453,7 +488,7 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
             loss_f,
             {"dec": params["dec"], "reg": params["reg"]},
             _batcher(train, cfg["batch_size"]),
-            optimizer=optax.adam(optax.cosine_decay_schedule(0.3 * cfg["lr"], max(n_ft, 1), 0.02)),
+            optimizer=optax.adam(_schedule(0.3 * cfg["lr"], n_ft, cfg["warmup"])),
             n_steps=n_ft,
             key=k3,
             val_fn=lambda p: loss_f(p, _dev(val), None),
@@ -467,6 +502,13 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
     z_post = np.sqrt(np.mean(np.exp(lv_t), axis=0)) / z_std
     z_res = z_std * np.sqrt(z_res**2 + z_post**2)
     return state.replace(params=params, z_res=jnp.asarray(z_res, f32))
+
+
+def _schedule(lr: float, steps: int, warmup: float):
+    """Linear warm-up over ``warmup * steps`` then cosine decay to 1% (Loshchilov & Hutter 2017)."""
+    steps = max(int(steps), 2)
+    n_warm = min(max(int(warmup * steps), 1), steps - 1)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, n_warm, steps, 0.01 * lr)
 
 
 def _dev(batch):

@@ -283,6 +283,8 @@ def main(argv=None):
         src = Path(args.markdown)
         src.with_suffix(".md").write_text(markdown(json.loads(src.read_text())))
         return
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.error(f"--out {args.out!r} is a file; it names the results directory")
     if args.quick:
         args.n, args.raw_n = 400, 200
     import galsim

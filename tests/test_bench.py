@@ -32,8 +32,8 @@ def test_quick_render_writes_json_and_markdown(quick_render):
     rows = {row["impl"].split(" (")[0]: row for row in r["areas"]["render"]["rows"]}
     gs, jx = rows["galsim"], rows["jaxsky sharded grouped plans"]
     for row in (gs, jx):
-        assert row["rate"] > 0 and np.isclose(row["rate"], row["batch"] / row["run_s"])
-    assert jx["compile_s"] >= 0  # compile time recorded apart from the run time
+        assert np.isclose(row["rate"], row["batch"] / row["run_s"])
+    assert "compile_s" in jx  # compile time recorded apart from the run time
     # The ratio is computed against GalSim's single-core rate times the cores.
     cores = r["device"]["cpu_cores"]
     assert np.isclose(jx["vs_reference"], jx["rate"] / (gs["rate"] * cores))
@@ -93,7 +93,7 @@ def test_gpu_benchmark_example_smoke(tmp_path):
     assert [row["batch"] for row in r["render"]] == [4, 8]
     for row in r["render"]:
         assert np.isclose(row["stamps_per_s"], row["batch"] / row["run_s"])
-    assert r["stream"]["n"] == 12 and r["stream"]["stamps_per_s"] > 0
+    assert r["stream"]["n"] == 12 and np.isfinite(r["stream"]["stamps_per_s"])
 
 
 def test_readme_table_is_generated_from_results(quick_render, tmp_path):
@@ -127,7 +127,8 @@ def test_compile_clock_separates_compilation():
         jax.block_until_ready(f(x))
     with CompileClock() as again:  # cached: nothing traced or compiled
         jax.block_until_ready(f(x))
-    assert first.seconds > 0 and again.seconds == 0
+    # Counts of JAX's compile events, not timings: speed belongs in benchmarks/.
+    assert first.events > 0 and again.events == 0 and again.seconds == 0
 
 
 def test_emulator_area_fits_each_family_once(tmp_path):
@@ -168,6 +169,8 @@ def test_emulator_area_fits_each_family_once(tmp_path):
     assert len(calls) == 1 and calls[0]["steps"] == res["train_steps"]
     rows = {r["area"]: r for r in res["rows"]}
     step, pred = rows["train_step"], rows["predict"]
-    assert step["batch"] == res["train_steps"] and step["compile_s"] >= 0
-    assert step["fit_s"] >= step["run_s"] > 0
-    assert pred["rate"] > 0 and pred["batch"] == ctx.batch(1024, 4096, accel_factor=256)
+    # Bookkeeping only (no speed checks): run time = fit time - compile time, one fit.
+    assert step["batch"] == res["train_steps"]
+    assert np.isclose(step["run_s"], max(step["fit_s"] - step["compile_s"], 1e-9))
+    assert np.isclose(step["step_ms"], 1e3 * step["run_s"] / res["train_steps"])
+    assert pred["batch"] == ctx.batch(1024, 4096, accel_factor=256)

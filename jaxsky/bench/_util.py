@@ -77,7 +77,8 @@ class CompileClock:
     """Seconds JAX spends tracing, lowering and compiling inside a ``with`` block.
 
     Sums the ``/jax/core/compile/*_duration`` events of :mod:`jax.monitoring`, so the run time
-    of a block that compiles as it goes (an emulator fit) is ``wall - clock.seconds``.
+    of a block that compiles as it goes (an emulator fit) is ``wall - clock.seconds``;
+    ``events`` counts those events (0 when everything was cached).
     """
 
     EVENTS = (
@@ -88,10 +89,12 @@ class CompileClock:
 
     def __init__(self):
         self.seconds = 0.0
+        self.events = 0
 
     def _listen(self, event, duration, **_):
         if event in self.EVENTS:
             self.seconds += float(duration)
+            self.events += 1
 
     def __enter__(self):
         jax.monitoring.register_event_duration_secs_listener(self._listen)

@@ -37,3 +37,18 @@ def gaussian_set(n: int = 96, seed: int = 0, nx: int = 25) -> Dataset:
         split_fractions=(0.7, 0.15, 0.15),
         split_seed=seed,
     )
+
+
+def tiny_vae_residual(width: int, steps: int, **overrides) -> dict:
+    """A tiny conditional dense-decoder VAE config, the learned residual of the hybrid tests."""
+    return dict(
+        mode="conditional",
+        decoder="dense",
+        dense_features=[width],
+        mlp_features=[width],
+        latent_dim=4,
+        steps=steps,
+        val_every=10,
+        batch_size=16,
+        **overrides,
+    )

@@ -8,22 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _emu_data import gaussian_set
+from _emu_data import gaussian_set, tiny_vae_residual
 from jax.test_util import check_grads
 
 from jaxsky.emulators import fit, hybrid, load
 from jaxsky.testing import paper_like_dataset
 
-TINY_VAE = dict(
-    mode="conditional",
-    decoder="dense",
-    dense_features=[16],
-    mlp_features=[16],
-    latent_dim=4,
-    steps=20,
-    val_every=10,
-    batch_size=16,
-)
+TINY_VAE = tiny_vae_residual(16, 20)
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _emu_data import gaussian_set
+from _emu_data import gaussian_set, tiny_vae_residual
 from jax.test_util import check_grads
 
 from jaxsky.emulators import fit, hybrid
 
-TINY_VAE = dict(
-    mode="conditional",
-    decoder="dense",
-    dense_features=[32],
-    mlp_features=[32],
-    latent_dim=4,
-    steps=150,
-    lr=5e-3,
-    val_every=10,
-    batch_size=16,
-)
+TINY_VAE = tiny_vae_residual(32, 150, lr=5e-3)
 
 
 def _fit_columns(ds, n):

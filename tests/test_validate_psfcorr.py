@@ -129,6 +129,8 @@ def test_ring_with_psf_correction_and_subsets(x64):
     images = ring_images(_render, THETA, g=0.02, n_rot=4)
     assert images.shape == (4 * 4 * len(THETA), 32, 32)
     obs = shear_calibration(None, THETA, n_rot=4, images=images)
+    full = shear_calibration(_render, THETA, g=0.02, n_rot=4)  # renders the same ring itself
+    np.testing.assert_allclose(full.m_gal, obs.m_gal, rtol=0, atol=1e-12)
     cor = shear_calibration(None, THETA, n_rot=4, images=images, method="moments-psf", psfs=psfs)
     assert np.all(obs.m < -0.1)  # observed moments: diluted by the PSF
     assert np.all(np.abs(cor.m) < 2e-3) and np.all(np.abs(cor.c) < 1e-4), (cor.m, cor.c)

@@ -294,10 +294,9 @@ def _stats(x):
 
 def calibration_from_galaxies(m_gal, c_gal, errors=None) -> ShearCalibration:
     """:class:`ShearCalibration` from per-galaxy m, c float[N, 2] (NaN rows: failed)."""
-    m_gal, c_gal = np.asarray(m_gal, np.float64), np.asarray(c_gal, np.float64)
+    m_gal, c_gal = np.array(m_gal, np.float64), np.array(c_gal, np.float64)  # copies
     errors = dict(errors or {})
     bad = np.array(sorted(errors), dtype=int)
-    m_gal, c_gal = m_gal.copy(), c_gal.copy()
     m_gal[bad], c_gal[bad] = np.nan, np.nan
     m, m_err = _stats(m_gal)
     c, c_err = _stats(c_gal)

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def main(argv=None):
     ap.add_argument("--backend", default="galsim", choices=("galsim", "jaxsky"))
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
-    args.argv = list(__import__("sys").argv[1:] if argv is None else argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
     ds = train_set(args.n_train, args.n_val, args.seed, args.backend)
     held = simulate("paper", args.n_test, seed=args.seed, stream=1, backend=args.backend)

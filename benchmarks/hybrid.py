@@ -48,7 +48,13 @@ from jaxsky.data import simulate
 from jaxsky.emulators import hybrid
 from jaxsky.infer._moments import sersic_init
 from jaxsky.infer.map import fit_map
-from jaxsky.infer.sersic import SERSIC_CONFIG, _catalogue, sersic_model, sersic_plan, sersic_space
+from jaxsky.infer.sersic import (
+    SERSIC_CONFIG,
+    _catalogue,
+    _neg_log_post,
+    sersic_plan,
+    sersic_space,
+)
 from jaxsky.render import Moffat, draw_batch
 from jaxsky.validate.metrics import image_metrics
 
@@ -98,18 +104,16 @@ FIT_NAMES = ("flux", "half_light_radius", "n", "g1", "g2", "dx", "dy")
 
 @functools.lru_cache(maxsize=4)
 def _fit_kernels(space, plan):
-    """chi^2/2 and whitened residuals of a Sersic x Moffat(PSF_BETA, fwhm) model for ONE image."""
+    """``fit_sersic``'s chi^2/2 and whitened residuals for ONE image, PSF Moffat(PSF_BETA, fwhm)."""
+    nlp, res = _neg_log_post(space, plan)
 
-    def model(u, fwhm):
-        return sersic_model(space.to_physical(u), Moffat(PSF_BETA, fwhm=fwhm), plan)
+    def nlp_fwhm(u, data, ivar, fwhm):
+        return nlp(u, data, ivar, Moffat(PSF_BETA, fwhm=fwhm))
 
-    def nlp(u, data, ivar, fwhm):
-        return 0.5 * jnp.sum(ivar * (data - model(u, fwhm)) ** 2)
+    def res_fwhm(u, data, ivar, fwhm):
+        return res(u, data, ivar, Moffat(PSF_BETA, fwhm=fwhm))
 
-    def res(u, data, ivar, fwhm):
-        return jnp.sqrt(ivar) * (data - model(u, fwhm))
-
-    return nlp, res
+    return nlp_fwhm, res_fwhm
 
 
 def fit_each(images, psf_fwhm, scale, *, fast: bool = False) -> tuple[dict, object]:

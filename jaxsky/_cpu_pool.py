@@ -47,6 +47,11 @@ def jaxlib_affected(version: str | None = None) -> bool:
     return major == 0 and (minor == 10 or (minor == 11 and patch == 0))
 
 
+#: Whether this process's ``os.environ["NPROC"]`` was set by :func:`cpu_pool_workaround`
+#: (``import jaxsky`` calls it once).
+APPLIED = False
+
+
 def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
     """Size XLA's CPU thread pool to at least ``min_threads`` (via ``NPROC``) if it helps.
 
@@ -55,6 +60,7 @@ def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
     yet (the pool size is read once, when the CPU backend is created). Call it before the
     first JAX computation of a process. Returns True when it set ``NPROC``.
     """
+    global APPLIED
     if int(min_threads) < 1:
         raise ValueError(f"min_threads={min_threads} must be a positive integer")
     env = os.environ if environ is None else environ
@@ -62,15 +68,15 @@ def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
         return False
     if (os.cpu_count() or 1) >= int(min_threads):
         return False
-    if "jax" not in sys.modules:  # JAX not imported yet: no backend can exist
-        env["NPROC"] = str(int(min_threads))
-        return True
-    try:
-        from jax._src import xla_bridge
+    if "jax" in sys.modules:  # JAX imported: its backend may exist already
+        try:
+            from jax._src import xla_bridge
 
-        if xla_bridge.backends_are_initialized():
-            return False  # too late for this process: the pool exists already
-    except Exception:  # private API moved: setting the variable is still harmless
-        pass
+            if xla_bridge.backends_are_initialized():
+                return False  # too late for this process: the pool exists already
+        except Exception:  # private API moved: setting the variable is still harmless
+            pass
     env["NPROC"] = str(int(min_threads))
+    if environ is None:
+        APPLIED = True
     return True

@@ -105,11 +105,10 @@ def run_benchmarks(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Run the selected areas; write JSON + markdown to ``out``; return the results dict."""
-    # Before JAX starts its CPU backend: room in XLA's thread pool so that batched LAPACK
-    # calls cannot deadlock it (jaxlib 0.10; see jaxsky._cpu_pool).
-    from jaxsky._cpu_pool import cpu_pool_workaround
+    # `import jaxsky` already gave XLA's CPU pool spare threads before JAX started, so that
+    # batched LAPACK calls cannot deadlock it (jaxlib 0.10; see jaxsky._cpu_pool).
+    from jaxsky import _cpu_pool
 
-    pool_fix = cpu_pool_workaround()
     # JAX is imported here, not at module level: the CLI builds its parser from this module.
     from jaxsky.bench._util import Context, device_info, device_tag, memory
 
@@ -136,7 +135,7 @@ def run_benchmarks(
             complete=complete,
             total_s=time.perf_counter() - t0,
             device=device_info(),
-            cpu_pool_workaround=pool_fix,
+            cpu_pool_workaround=_cpu_pool.APPLIED,
             nproc=os.environ.get("NPROC"),
             # other processes on the machine inflate times: 1-minute load at start and now
             load_avg=[load_start, _load()],

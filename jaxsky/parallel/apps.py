@@ -112,11 +112,12 @@ def sharded_draw(
 
 def _group_chunk(size: int, chunk: int | None, ndev: int) -> int | None:
     """Step size for a group: ``chunk``, but a smaller group runs in one step of its size
-    rounded up to a power of two (few distinct programs) and to a multiple of ``ndev``."""
+    rounded up to a power of two (few distinct programs) and to a multiple of ``ndev``
+    (:func:`sharded_map` rounds ``chunk`` itself up to a multiple of ``ndev``)."""
     if chunk is None:
         return None
     own = -(-(1 << max(0, int(size - 1).bit_length())) // ndev) * ndev
-    return int(min(-(-int(chunk) // ndev) * ndev, own))
+    return min(int(chunk), own)
 
 
 def _draw_one_plan(leaves, treedef, flags, plan, method, chunk, mesh):

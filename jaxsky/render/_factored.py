@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsky.render import _tables
+from jaxsky.render.profiles import _log_k
 
 __all__ = ["factored_image", "radial_value", "radial_derivs"]
 _TABLES = ("sersic", "moffat")
@@ -39,11 +40,6 @@ def _quad(m, kx, ky):
     return m[0, 0] * kx * kx + (m[0, 1] + m[1, 0]) * kx * ky + m[1, 1] * ky * ky
 
 
-def _half_log(q):
-    pos = q > 0
-    return 0.5 * jnp.log(jnp.where(pos, q, 1.0)), pos
-
-
 def radial_value(kind, p, q):
     """F(p, q) normalised to F(0) = 1 (q = (k r)^2 in the profile's own radius r)."""
     if kind == "gaussian":
@@ -51,7 +47,7 @@ def radial_value(kind, p, q):
     if kind == "exponential":
         x = 1.0 + q
         return jax.lax.rsqrt(x) / x  # x^(-3/2)
-    u, pos = _half_log(q)
+    u, pos = _log_k(q)
     tail = "power" if kind == "sersic" else None
     return jnp.where(pos, _tables.eval_table(kind, p, u, tail), 1.0)
 
@@ -65,7 +61,7 @@ def radial_derivs(kind, p, q):
         x = 1.0 + q
         f = jax.lax.rsqrt(x) / x
         return f, -1.5 * f / x, None
-    u, pos = _half_log(q)
+    u, pos = _log_k(q)
     tail = "power" if kind == "sersic" else None
     f, f_u, f_p = _tables.eval_table_derivs(kind, p, u, tail)
     # dF/dq = dF/du / (2 q); at q = 0 (k = 0) the tangent k^T M' k vanishes anyway.

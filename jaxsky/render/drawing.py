@@ -142,62 +142,6 @@ def _fold_rows(n, kf):
     return q0[None, :] + np.arange(kf)[:, None] * n
 
 
-def _draw_factored(r, off, plan: DrawPlan, kx, ky, cols, rows):
-    """Folded rfft half-plane (n, n/2+1) of R(kx, ky) exp(-i k.(off + centre)) x pixel.
-
-    For k_fold == 1. ``r``: the real factor on the (1, 1, n, n/2+1) grid (ky in FFT order);
-    the phases are separable 1-D factors. The grid has a single consumer: with several,
-    XLA re-evaluates the whole transform inside each consumer's fusion (the roll of the
-    k_fold > 1 path costs 4 evaluations, which is why k_fold == 1 has its own path).
-    """
-    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
-    h = kf * n // 2
-    # Output pixel i sits at x = (i - (nx-1)/2) p: the centring joins the profile's offset.
-    px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
-    py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
-    wx = jnp.asarray(np.abs(cols) < h, kx.dtype)  # |kx| = h dk: beyond maxk
-    wy = jnp.asarray(rows > -h, ky.dtype)  # the row ky = -h likewise
-    if plan.pixel:
-        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))  # jnp.sinc(x) = sin(pi x)/(pi x)
-        wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
-    exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
-    eyr, eyi = (wy * jnp.cos(py))[..., None], (-wy * jnp.sin(py))[..., None]  # (kf, n, 1)
-    # No zones to fold (kf == 1): one complex elementwise product, r's only consumer.
-    return r[0, 0] * jax.lax.complex(
-        eyr[0] * exr[0] - eyi[0] * exi[0], eyr[0] * exi[0] + eyi[0] * exr[0]
-    )
-
-
-def _draw_factored_zones(r, off, plan: DrawPlan, kx, ky, cols):
-    """As :func:`_draw_factored` for k_fold > 1, with ``r`` on the (kf, n/2+1, m) grid.
-
-    (A layout with the rows already in FFT order, folded by reductions over the leading
-    axes, was miscompiled by XLA CPU in float32; this one is tested against GalSim.)
-    """
-    n, kf, p = plan.n_fft, plan.k_fold, plan.scale
-    m, h = kf * n, kf * n // 2
-    r = jnp.broadcast_to(r, (kf, n // 2 + 1, m))
-    px = kx * (off[0] + 0.5 * (plan.nx - 1) * p)
-    py = ky * (off[1] + 0.5 * (plan.ny - 1) * p)
-    wx = jnp.where(jnp.asarray(np.abs(cols) < h), 1.0, 0.0)  # |kx| = h dk: beyond maxk
-    wy = jnp.ones(m).at[0].set(0.0)  # the row ky = -h likewise
-    if plan.pixel:
-        wx = wx * jnp.sinc(kx * (0.5 * p / jnp.pi))
-        wy = wy * jnp.sinc(ky * (0.5 * p / jnp.pi))
-    exr, exi = wx * jnp.cos(px), -wx * jnp.sin(px)  # (kf, n/2+1)
-    eyr, eyi = wy * jnp.cos(py), -wy * jnp.sin(py)  # (m,)
-    # Fold the kx zones: (n/2+1, m), one reduction per part. The same fold written as one
-    # stacked (2, kf, n/2+1, m) multiply-reduce was miscompiled by XLA CPU in float32 under
-    # vmap with batch 1 (0.64 of peak off; test_render_speedpaths::test_vmap_batch_of_one_kfold).
-    cr = (r * exr[:, :, None]).sum(axis=0)
-    ci = (r * exi[:, :, None]).sum(axis=0)
-    gr = cr * eyr - ci * eyi
-    gi = cr * eyi + ci * eyr
-    # Fold the ky zones: rows ky = -h .. h-1 onto n FFT-order bins.
-    fold = lambda g: jnp.roll(g.reshape(g.shape[0], kf, n).sum(axis=1), -(h % n), axis=1)  # noqa: E731
-    return jax.lax.complex(fold(gr), fold(gi)).T
-
-
 @functools.partial(jax.jit, static_argnums=1)
 def _draw_core(obj, plan: DrawPlan):
     n, kf, p = plan.n_fft, plan.k_fold, plan.scale
@@ -214,24 +158,6 @@ def _draw_core(obj, plan: DrawPlan):
         img = _factored.factored_image(
             plan, kinds, c, off, tuple(t[1] for t in comps), tuple(t[2] for t in comps)
         )
-        if plan.alias_rings:
-            img = img - _alias_correction(obj, plan)
-        return img.astype(dtype)
-    cols, rows = _fold_columns(n, kf), _fold_rows(n, kf)
-    kx = jnp.asarray(cols, dtype) * dk  # (kf, n/2+1)
-    if kf == 1:
-        ky = jnp.asarray(rows, dtype) * dk  # (1, n), FFT order
-        fac = obj._kfactor(kx[:, None, None, :], ky[None, :, :, None])
-    else:
-        ky = (jnp.arange(m, dtype=dtype) - h) * dk  # -h .. h-1
-        fac = obj._kfactor(kx[:, :, None], ky[None, None, :])
-    if fac is not None:
-        if kf == 1:
-            r = jnp.broadcast_to(fac[0], (1, 1, n, n // 2 + 1))
-            folded = _draw_factored(r, fac[1], plan, kx, ky, cols, rows)
-        else:
-            folded = _draw_factored_zones(fac[0], fac[1], plan, kx, ky, cols)
-        img = jnp.fft.irfft2(folded, s=(n, n))[: plan.ny, : plan.nx]
         if plan.alias_rings:
             img = img - _alias_correction(obj, plan)
         return img.astype(dtype)

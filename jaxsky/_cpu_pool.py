@@ -27,7 +27,7 @@ import os
 import re
 import sys
 
-__all__ = ["AFFECTED_JAXLIB", "jaxlib_affected", "cpu_pool_workaround"]
+__all__ = ["AFFECTED_JAXLIB", "jaxlib_affected", "jax_backends_started", "cpu_pool_workaround"]
 
 #: jaxlib versions whose CPU LAPACK kernels block pool threads (see the module docstring).
 AFFECTED_JAXLIB = "0.10.*, 0.11.0"
@@ -45,6 +45,22 @@ def jaxlib_affected(version: str | None = None) -> bool:
         return False
     major, minor, patch = (int(g) for g in m.groups())
     return major == 0 and (minor == 10 or (minor == 11 and patch == 0))
+
+
+def jax_backends_started() -> bool | None:
+    """Whether JAX's backends (and their thread pools) exist in this process.
+
+    False when JAX is not even imported; None when JAX's private registry cannot be read (the
+    caller decides which way to err).
+    """
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # private API moved
+        return None
 
 
 #: Whether this process's ``os.environ["NPROC"]`` was set by :func:`cpu_pool_workaround`
@@ -68,14 +84,8 @@ def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
         return False
     if (os.cpu_count() or 1) >= int(min_threads):
         return False
-    if "jax" in sys.modules:  # JAX imported: its backend may exist already
-        try:
-            from jax._src import xla_bridge
-
-            if xla_bridge.backends_are_initialized():
-                return False  # too late for this process: the pool exists already
-        except Exception:  # private API moved: setting the variable is still harmless
-            pass
+    if jax_backends_started():  # unknown (None): setting the variable is still harmless
+        return False  # too late for this process: the pool exists already
     env["NPROC"] = str(int(min_threads))
     if environ is None:
         APPLIED = True

@@ -113,13 +113,12 @@ def start_method() -> str:
     import sys
     import threading
 
+    from jaxsky._cpu_pool import jax_backends_started
+
     if sys.platform != "linux" or threading.active_count() != 1:
         return "spawn"
-    if "jax" in sys.modules:
-        # JAX's own fork warning tests this (private) registry; absent -> assume started.
-        backends = getattr(sys.modules.get("jax._src.xla_bridge"), "_backends", None)
-        if backends is None or backends:
-            return "spawn"
+    if jax_backends_started() is not False:  # started, or unknown: assume started
+        return "spawn"
     return "fork"
 
 

@@ -157,3 +157,43 @@ def test_ring_with_psf_correction_and_subsets(x64):
         shear_calibration(None, THETA, n_rot=4, images=images, method="ksb")
     with pytest.raises(ValueError, match="stamps"):
         shear_calibration(None, THETA, n_rot=2, images=images)
+
+
+def test_psf_per_galaxy_and_precomputed_moments_equal_tiled_psfs(x64):
+    """A stack of G galaxies tiled R times with one PSF per galaxy (PSF k % G), or with the
+    PSFs' moments measured once, gives the same shapes as the old path (every PSF tiled)."""
+    from jaxsky.validate.psfcorr import psf_moments
+    from jaxsky.validate.shear import measure_shear
+
+    n = 32
+    psf_objs = [galsim.Gaussian(sigma=s).shear(g1=0.03 * i) for i, s in enumerate((0.3, 0.4, 0.5))]
+    psfs = np.stack(
+        [p.drawImage(nx=n, ny=n, scale=SCALE, method="no_pixel").array for p in psf_objs]
+    ).astype(np.float64)
+    gal = [(0.45, 0.1, -0.2), (0.6, -0.25, 0.05), (0.35, 0.3, 0.1)]
+    ims = np.stack(
+        [_gauss(s, g1, g2, n=n, psf=psf_objs[k]) for _ in range(2) for k, (s, g1, g2) in
+         enumerate(gal)]
+    )  # fmt: skip
+    old = batch_corrected_shape(ims, np.concatenate([psfs, psfs]))
+    new = batch_corrected_shape(ims, psfs)
+    pre = batch_corrected_shape(ims, psf_moments=psf_moments(psfs))
+    for a, b, c in zip(old, new, pre):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-14)
+    assert np.all(np.isfinite(old.g1)) and np.ptp(old.r2[:3]) > 0.05  # distinct, resolved
+    g_old = measure_shear(ims, method="moments-psf", psfs=np.concatenate([psfs, psfs]))
+    g_new = measure_shear(ims, method="moments-psf", psfs=psfs)
+    np.testing.assert_allclose(g_new[0], g_old[0], rtol=1e-12)
+    np.testing.assert_allclose(g_new[1], g_old[1], rtol=1e-12)
+    h_old = measure_shear(ims, method="hsm", psfs=np.concatenate([psfs, psfs]))
+    h_new = measure_shear(ims, method="hsm", psfs=psfs)
+    assert np.all(np.isfinite(h_old[0])) and not h_old[2]
+    np.testing.assert_array_equal(h_new[0], h_old[0])
+    np.testing.assert_array_equal(h_new[1], h_old[1])
+    with pytest.raises(ValueError, match="divide"):
+        batch_corrected_shape(ims[:5], psfs[:2])
+    with pytest.raises(ValueError, match="exactly one"):
+        batch_corrected_shape(ims, psfs, psf_moments=psf_moments(psfs))
+    with pytest.raises(ValueError, match="exactly one"):
+        batch_corrected_shape(ims)

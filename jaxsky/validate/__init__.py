@@ -5,7 +5,12 @@ from jaxsky.validate.moments import Moments, adaptive_moments, batch_adaptive_mo
 from jaxsky.validate.morphology import batch_morphology, morphology
 from jaxsky.validate.noise import add_noise, border_sigma, noisy_moments
 from jaxsky.validate.population import mean_with_error, population_check
-from jaxsky.validate.psfcorr import CorrectedShape, batch_corrected_shape, corrected_shape
+from jaxsky.validate.psfcorr import (
+    CorrectedShape,
+    batch_corrected_shape,
+    corrected_shape,
+    psf_moments,
+)
 from jaxsky.validate.refit import SersicFit, sersic_model, sersic_refit
 from jaxsky.validate.report import compare, evaluate, learning_curve, measure
 from jaxsky.validate.shear import (
@@ -32,6 +37,7 @@ __all__ = [
     "CorrectedShape",
     "corrected_shape",
     "batch_corrected_shape",
+    "psf_moments",
     "border_sigma",
     "add_noise",
     "noisy_moments",

@@ -19,9 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsky.validate.moments import adaptive_moments, batch_adaptive_moments, e_to_g
+from jaxsky.validate.moments import Moments, adaptive_moments, batch_adaptive_moments, e_to_g
 
-__all__ = ["CorrectedShape", "corrected_shape", "batch_corrected_shape", "RESOLVED_R2"]
+__all__ = [
+    "CorrectedShape",
+    "corrected_shape",
+    "batch_corrected_shape",
+    "psf_moments",
+    "RESOLVED_R2",
+]
 
 RESOLVED_R2 = 0.3  # HSC first-year shear catalogue cut (Mandelbaum et al. 2018)
 
@@ -73,15 +79,42 @@ def corrected_shape(image, psf, **moment_kw) -> CorrectedShape:
     return _combine(adaptive_moments(image, **moment_kw), adaptive_moments(psf, **moment_kw))
 
 
-def batch_corrected_shape(images, psfs, **moment_kw) -> CorrectedShape:
-    """:func:`corrected_shape` of float[B, ny, nx] images with their PSFs float[B, py, px]
-    (vmapped in chunks). Returns numpy float[B] arrays; NaN shapes where R2 <= 0."""
-    images, psfs = np.asarray(images), np.asarray(psfs)
-    if images.ndim != 3 or psfs.ndim != 3 or len(images) != len(psfs):
+def psf_moments(psfs, **moment_kw) -> Moments:
+    """Adaptive moments of PSF images float[G, py, px], to measure once and hand to
+    :func:`batch_corrected_shape` (``psf_moments=``) for any number of images per PSF."""
+    return batch_adaptive_moments(np.asarray(psfs), **moment_kw)
+
+
+def batch_corrected_shape(images, psfs=None, *, psf_moments=None, **moment_kw) -> CorrectedShape:
+    """:func:`corrected_shape` of float[B, ny, nx] images (vmapped in chunks).
+
+    The PSFs are either images ``psfs`` float[G, py, px] or their adaptive moments
+    ``psf_moments`` (:func:`psf_moments`, float[G] fields), each measured once. G = B pairs
+    image k with PSF k; a G that divides B tiles them, image k using PSF ``k % G`` (the layout
+    of the ring stacks of :mod:`jaxsky.validate.shear`: blocks of the same G galaxies).
+    Returns numpy float[B] arrays; NaN shapes where R2 <= 0.
+    """
+    images = np.asarray(images)
+    if (psfs is None) == (psf_moments is None):
+        raise ValueError("batch_corrected_shape needs exactly one of psfs= or psf_moments=")
+    if psf_moments is None:
+        psfs = np.asarray(psfs)
+        if psfs.ndim != 3:
+            raise ValueError(f"psfs must be a (G, py, px) stack, got shape {psfs.shape}")
+        g = psfs.shape[0]
+    else:
+        g = int(np.shape(psf_moments.mxx)[0]) if np.ndim(psf_moments.mxx) == 1 else -1
+        if g < 1:
+            raise ValueError(f"psf_moments must hold float[G] fields, mxx has shape "
+                             f"{np.shape(psf_moments.mxx)}")  # fmt: skip
+    if images.ndim != 3 or g < 1 or len(images) % g:
         raise ValueError(
-            f"images and psfs must be (B, ny, nx) stacks of one length; got {images.shape} "
-            f"and {psfs.shape}"
+            f"images must be a (B, ny, nx) stack and the number of PSFs G must divide B; got "
+            f"images {images.shape} and G={g} ({'psfs' if psf_moments is None else 'psf_moments'})"
         )
     mi = batch_adaptive_moments(images, **moment_kw)
-    mp = batch_adaptive_moments(psfs, **moment_kw)
+    mp = psf_moments if psf_moments is not None else batch_adaptive_moments(psfs, **moment_kw)
+    if g != len(images):
+        idx = np.arange(len(images)) % g
+        mp = Moments(*(jnp.asarray(v)[idx] for v in mp))
     return CorrectedShape(*(np.asarray(v) for v in _combine(mi, mp)))

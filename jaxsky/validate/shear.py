@@ -201,6 +201,9 @@ def measure_shear(images, *, method: str = "moments", psfs=None):
     same moments minus the PSF's (:mod:`jaxsky.validate.psfcorr`; needs ``psfs``, fails where
     the image is not larger than its PSF); ``"hsm"``: GalSim re-Gaussianization with each
     image's PSF, its corrected distortion converted to g.
+
+    ``psfs``: float[G, py, px] with G dividing B: image k has PSF ``k % G`` (G = B: one PSF per
+    image; a ring stack of G galaxies: one per galaxy, each PSF's moments measured once).
     """
     if method == "moments":
         from jaxsky.validate.moments import batch_adaptive_moments
@@ -217,7 +220,7 @@ def measure_shear(images, *, method: str = "moments", psfs=None):
     if method == "moments-psf":
         from jaxsky.validate.psfcorr import batch_corrected_shape
 
-        r = batch_corrected_shape(images, psfs)
+        r = batch_corrected_shape(images, psfs)  # measures each of the G PSFs once
         ok = r.converged & np.isfinite(r.g1) & np.isfinite(r.g2)
         g1 = np.where(ok, r.g1.astype(np.float64), np.nan)
         g2 = np.where(ok, r.g2.astype(np.float64), np.nan)
@@ -227,6 +230,11 @@ def measure_shear(images, *, method: str = "moments", psfs=None):
     from jaxsky.validate.hsm import hsm_shear
     from jaxsky.validate.moments import e_to_g
 
+    psfs = np.asarray(psfs)
+    if psfs.ndim == 3 and len(psfs) != len(images):  # EstimateShear measures PSFs per image
+        if len(psfs) == 0 or len(images) % len(psfs):
+            raise ValueError(f"{len(psfs)} psfs do not divide {len(images)} images")
+        psfs = np.concatenate([psfs] * (len(images) // len(psfs)))
     r = hsm_shear(images, psfs)
     g1, g2 = e_to_g(r.shear1, r.shear2)
     return np.asarray(g1), np.asarray(g2), dict(r.errors)
@@ -266,7 +274,10 @@ def _ring_measure(images, n, *, g, n_rot, method, psfs):
             f"images has {images.shape[0]} stamps; the ring of {n} galaxies x {n_rot} "
             f"orientations x 4 shears needs {n_rot * 4 * n}"
         )
-    p = None if psfs is None else np.concatenate([np.asarray(psfs)] * (n_rot * 4))
+    # one PSF per galaxy: image k of the stack is galaxy k % n (measure_shear tiles them)
+    p = None if psfs is None else np.asarray(psfs)
+    if p is not None and len(p) != n:
+        raise ValueError(f"psfs has {len(p)} PSFs; the ring of {n} galaxies needs one per galaxy")
     g1, g2, errs = measure_shear(images, method=method, psfs=p)
     gh = np.stack([g1, g2], -1).reshape(n_rot, 4, n, 2)
     failed = {}

@@ -6,6 +6,8 @@ Draws ``--n`` random Sersic x PSF galaxies per setup (jaxsky.testing.SETUPS), re
 with jaxsky (float64) and GalSim (folding_threshold=1e-4, maxk_threshold=1e-5,
 kvalue_accuracy=1e-7), and prints the distribution of max|diff|/peak and |dflux|/flux.
 Galaxies whose GalSim reference needs an FFT above --max-galsim-fft are redrawn and counted.
+The JSON also lists each setup's worst galaxies (index among the accepted draws, errors and
+parameters), so an outlier can be reproduced alone with ``jaxsky.testing.random_case``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ def main(argv=None):
     ap.add_argument("--max-galsim-fft", type=int, default=8192)
     ap.add_argument("--out", default=None, help="JSON output path")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--setups", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
+    ap.add_argument("--worst", type=int, default=3, help="worst galaxies listed per setup")
     args = ap.parse_args(argv)
     result = dict(jaxsky=jaxsky.__version__, n_per_setup=args.n, seed=args.seed, setups={})
-    for name, setup in SETUPS.items():
+    for name in args.setups:
+        setup = SETUPS[name]
         t0 = time.perf_counter()
-        errs, dfl, _, skipped = accuracy_sweep(
+        errs, dfl, params, skipped = accuracy_sweep(
             setup, args.n, args.seed, max_fft_size=args.max_galsim_fft
         )
         pct = lambda a: {q: float(np.percentile(a, q)) for q in (50, 90, 99, 100)}  # noqa: E731
@@ -47,6 +52,11 @@ def main(argv=None):
             err_over_peak=pct(errs),
             rel_flux_err=pct(dfl),
             pass_1e4=bool(errs.max() <= 1e-4 and dfl.max() <= 1e-4),
+            worst=[
+                dict(index=int(i), err_over_peak=float(errs[i]), rel_flux_err=float(dfl[i]))
+                | {k: (v if isinstance(v, str) else float(v)) for k, v in params[i].items()}
+                for i in np.argsort(-np.maximum(errs, dfl))[: args.worst]
+            ],
             seconds=time.perf_counter() - t0,
         )
         r = result["setups"][name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -17,7 +18,16 @@ from jaxsky.infer import priors
 from jaxsky.infer._moments import sersic_init
 from jaxsky.infer.likelihood import prepare_stamps
 from jaxsky.infer.map import MapConfig, fit_map
-from jaxsky.render import SERSIC_N_RANGE, Convolve, DrawPlan, Sersic, draw, make_plan
+from jaxsky.render import (
+    SERSIC_N_RANGE,
+    Convolve,
+    DrawPlan,
+    Sersic,
+    batch_axes,
+    draw,
+    draw_batch,
+    make_plan,
+)
 from jaxsky.render._planning import SIZE_CLASSES
 
 __all__ = [
@@ -81,6 +91,54 @@ def _neg_log_post(space, plan):
     return f, r
 
 
+@functools.lru_cache(maxsize=32)
+def _neg_log_post_psf_batch(space, plan, treedef, flags):
+    """:func:`_neg_log_post` with a per-galaxy PSF passed as its leaves.
+
+    ``flags`` (one bool per PSF leaf, flatten order): True for the leaves carrying the batch
+    axis; they come after (data, ivar) as per-galaxy data, the shared ones after them.
+    """
+    f, r = _neg_log_post(space, plan)
+    n_batched = sum(flags)
+
+    def psf_of(leaves):
+        own, shared = iter(leaves[:n_batched]), iter(leaves[n_batched:])
+        return jax.tree_util.tree_unflatten(treedef, [next(own if b else shared) for b in flags])
+
+    def fb(u, data, ivar, *leaves):
+        return f(u, data, ivar, psf_of(leaves))
+
+    def rb(u, data, ivar, *leaves):
+        return r(u, data, ivar, psf_of(leaves))
+
+    return fb, rb
+
+
+def _psf_batch(psf, nb: int):
+    """(psf profile, treedef, per-leaf batch flags or None when the PSF is shared).
+
+    A sequence of profiles is stacked into one batched profile (leading axis B).
+    """
+    if isinstance(psf, list | tuple):
+        if len(psf) != nb:
+            raise ValueError(f"psf is a sequence of {len(psf)} profiles; expected one per image")
+        psf = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *psf)
+        flags = (True,) * len(jax.tree_util.tree_leaves(psf))
+    else:
+        axes = jax.tree_util.tree_leaves(batch_axes(psf), is_leaf=lambda x: x is None)
+        flags = tuple(a == 0 for a in axes)
+    leaves, treedef = jax.tree_util.tree_flatten(psf)
+    if not any(flags):
+        return psf, treedef, None
+    sizes = {np.shape(x)[0] for x, b in zip(leaves, flags, strict=True) if b}
+    if sizes != {nb}:
+        raise ValueError(
+            f"psf has a batch axis of size {sorted(sizes)}; a per-image PSF needs one entry per "
+            f"image ({nb}), and a shared PSF no batch axis"
+        )
+    return psf, treedef, flags
+
+
 def sersic_plan(psf, nx: int, ny: int, scale: float, hlr: float, *, fast: bool = False) -> DrawPlan:
     """Static FFT sizes for fits of n <= 4 galaxies up to half-light radius ``hlr`` (arcsec).
 
@@ -125,7 +183,10 @@ def fit_sersic(
         pixels are masked and flagged.
       variance: scalar, float[B], float[ny, nx] or float[B, ny, nx] pixel-noise variance;
         values <= 0 raise (or are masked with ``bad_variance="mask"``).
-      psf: a jaxsky profile (e.g. ``jaxsky.Moffat(3.5, fwhm=0.7)``), shared by all stamps.
+      psf: a jaxsky profile (e.g. ``jaxsky.Moffat(3.5, fwhm=0.7)``) shared by all stamps, or
+        one PSF per stamp: a batched profile (parameters with a leading axis B, as for
+        ``draw_batch``: ``jaxsky.Moffat(3.5, fwhm=fwhm_b)``) or a sequence of B profiles of
+        one kind. Each stamp is then fitted exactly as alone with its own PSF.
       scale: pixel scale, arcsec/pixel.
       init: optional mapping {name: float[B]} of starting values (physical units); missing
         names come from adaptive moments.
@@ -162,8 +223,16 @@ def fit_sersic(
     pos_range = 0.25 * min(nx, ny) * scale
     space = sersic_space(hlr_range, (lo_n, hi_n), pos_range)
 
-    psf_img = np.asarray(draw(psf, nx=nx, ny=ny, scale=scale))
-    x0 = sersic_init(np.asarray(data), np.asarray(ivar), psf_img, scale)
+    psf, treedef, flags = _psf_batch(psf, nb)
+    if flags is None:
+        psf_img = np.asarray(draw(psf, nx=nx, ny=ny, scale=scale))
+        x0 = sersic_init(np.asarray(data), np.asarray(ivar), psf_img, scale)
+    else:  # adaptive-moment start points, each with its own PSF
+        psf_img = np.asarray(draw_batch(psf, nx=nx, ny=ny, scale=scale))
+        d, v = np.asarray(data), np.asarray(ivar)
+        x0 = np.concatenate(
+            [sersic_init(d[i : i + 1], v[i : i + 1], psf_img[i], scale) for i in range(nb)]
+        )
     if init is not None:
         for k, v in init.items():
             if k not in PARAMS:
@@ -184,12 +253,19 @@ def fit_sersic(
             f"{nx}x{ny} at scale={scale}"
         )
     u0 = np.asarray(space.to_unconstrained(jnp.asarray(x0)))
-    nlp, resid = _neg_log_post(space, plan)
+    if flags is None:
+        nlp, resid = _neg_log_post(space, plan)
+        per_image, shared = (data, ivar), (psf,)
+    else:
+        nlp, resid = _neg_log_post_psf_batch(space, plan, treedef, flags)
+        leaves = jax.tree_util.tree_leaves(psf)
+        per_image = (data, ivar, *(x for x, b in zip(leaves, flags, strict=True) if b))
+        shared = tuple(x for x, b in zip(leaves, flags, strict=True) if not b)
     res = fit_map(
         nlp,
         u0,
-        (data, ivar),
-        (psf,),
+        per_image,
+        shared,
         to_physical=space.to_physical,
         residuals=resid,
         config=config,

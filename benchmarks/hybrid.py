@@ -177,7 +177,9 @@ def run_knots(args, cache) -> dict:
     # "sersic-fit" render, the analytic part of "hybrid-sersic-fit" and extra conditioning
     # columns of "pcagp-design+fit" (the best learned emulator given the same information).
     fit_info = {}
-    if {"sersic", "hybrid-sersic-fit", "pcagp-design+fit"} & set(args.models):
+    fit_models = ("hybrid-sersic-fit", "hybrid-sersic-fit-no-flux-model",
+                  "hybrid-sersic-fit-learned-template", "pcagp-design+fit")  # fmt: skip
+    if {"sersic", *fit_models} & set(args.models):
         fits = {}
         # the training set's fits use the fast plan (a 48^2 FFT, one alias ring, instead of
         # 216^2: several times cheaper); the hold-out's (the "sersic-fit" row) the accurate one

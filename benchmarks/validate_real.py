@@ -67,9 +67,8 @@ def sersic_fits(data, psf_fwhm: float):
     sig = np.maximum(border_sigma(images), 1e-3 * images.max(axis=(1, 2)))
     t0 = time.perf_counter()
     fits = fit_sersic(
-        images.astype(np.float32), (sig**2)[:, None, None] * np.ones_like(images, np.float32),
-        jaxsky.Gaussian(fwhm=psf_fwhm), scale=data.scale,
-    )  # fmt: skip
+        images.astype(np.float32), sig**2, jaxsky.Gaussian(fwhm=psf_fwhm), scale=data.scale
+    )
     return fits, time.perf_counter() - t0
 
 

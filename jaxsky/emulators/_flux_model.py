@@ -127,8 +127,7 @@ def fit_flux(theta, y, names, ranges, cfg: dict, template, *, key) -> FluxModel:
         z = jnp.asarray((y - mu) / sd)[:, None]
         sub = np.asarray(jax.random.permutation(key, len(y)))[: min(int(cfg["n_hyper"]), len(y))]
         kind = cfg["kernel"]
-        hcfg = {**cfg, "kernel": kind}
-        la, ll, ln = pcagp._fit_hypers(x[sub], z[sub], np.zeros(1, int), 1, hcfg)
+        la, ll, ln = pcagp._fit_hypers(x[sub], z[sub], np.zeros(1, int), 1, cfg)
         for floor in (None, 1e-8, 1e-6, 1e-4, 1e-2):  # a near-singular K: long length scales
             noise = ln[0] if floor is None else jnp.maximum(ln[0], np.log(floor))
             _, alpha = pcagp._condition(kind, la[0], ll[0], noise, x, z)
@@ -136,7 +135,6 @@ def fit_flux(theta, y, names, ranges, cfg: dict, template, *, key) -> FluxModel:
                 break
         else:
             raise FloatingPointError("flux GP conditioning failed (non-finite); raise min_noise")
-        dtype = jnp.result_type(float)
         return FluxModel(
             norm=norm,
             X=x,
@@ -145,7 +143,7 @@ def fit_flux(theta, y, names, ranges, cfg: dict, template, *, key) -> FluxModel:
             log_ls=ll[0],
             y_mean=jnp.asarray(mu),
             y_std=jnp.asarray(sd),
-            template=jnp.asarray(template, dtype),
+            template=jnp.asarray(template, jnp.float64),
             kernel=kind,
         )
 

@@ -257,7 +257,8 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
             f"residual_scale={cfg['residual_scale']!r}: the scale must be > 0 for every image "
             f"(min {np.nanmin(s):g}); use residual_scale='none'"
         )
-    r = (np.asarray(dataset.images, np.float64) - model) / s[:, None, None]
+    images = np.asarray(dataset.images, np.float64)
+    r = (images - model) / s[:, None, None]
     flux = None
     if cfg["flux_correction"] == "gp":
         fcfg = {**default_flux_config(), **cfg["flux"]}
@@ -267,7 +268,7 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
         rows = _fit_rows(dataset)
         t = flux_template(r[rows], fcfg["template"])
         r = r - r.sum(axis=(1, 2))[:, None, None] * t  # the residual family learns no flux
-        y = flux_target(np.asarray(dataset.images)[rows], model[rows])
+        y = flux_target(images[rows], model[rows])
         ok = np.isfinite(y)
         if ok.sum() < 4:
             raise ValueError(
@@ -284,6 +285,7 @@ def fit(dataset, config, *, key, progress: bool = False, checkpoint_dir=None) ->
         th = theta[rows][ok]
         flux = fit_flux(th, y[ok], dataset.param_names, dataset.ranges, fcfg, t, key=kf)
         cfg["flux"] = config["flux"] = fcfg
+    del images  # read once (it may be a lazy h5py array); not held through the residual's fit
     resid = dataclasses.replace(dataset, images=r.astype(np.float32))
     kw = {"progress": progress}
     if checkpoint_dir is not None:

@@ -23,12 +23,12 @@ from jaxsky.render import (
     Convolve,
     DrawPlan,
     Sersic,
-    batch_axes,
     draw,
     draw_batch,
     make_plan,
 )
 from jaxsky.render._planning import SIZE_CLASSES
+from jaxsky.render.drawing import batch_flags
 
 __all__ = [
     "SERSIC_CONFIG",
@@ -125,8 +125,7 @@ def _psf_batch(psf, nb: int):
         psf = jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *psf)
         flags = (True,) * len(jax.tree_util.tree_leaves(psf))
     else:
-        axes = jax.tree_util.tree_leaves(batch_axes(psf), is_leaf=lambda x: x is None)
-        flags = tuple(a == 0 for a in axes)
+        flags = batch_flags(psf)
     leaves, treedef = jax.tree_util.tree_flatten(psf)
     if not any(flags):
         return psf, treedef, None

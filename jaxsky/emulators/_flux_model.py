@@ -128,12 +128,10 @@ def fit_flux(theta, y, names, ranges, cfg: dict, template, *, key) -> FluxModel:
         sub = np.asarray(jax.random.permutation(key, len(y)))[: min(int(cfg["n_hyper"]), len(y))]
         kind = cfg["kernel"]
         la, ll, ln = pcagp._fit_hypers(x[sub], z[sub], np.zeros(1, int), 1, cfg)
-        for floor in (None, 1e-8, 1e-6, 1e-4, 1e-2):  # a near-singular K: long length scales
-            noise = ln[0] if floor is None else jnp.maximum(ln[0], np.log(floor))
-            _, alpha = pcagp._condition(kind, la[0], ll[0], noise, x, z)
-            if bool(jnp.all(jnp.isfinite(alpha))):
-                break
-        else:
+        _, alpha, _ = pcagp._condition_floored(
+            kind, la[0], ll[0], ln[0], x, z, floors=(1e-8, 1e-6, 1e-4, 1e-2)
+        )
+        if not bool(jnp.all(jnp.isfinite(alpha))):
             raise FloatingPointError("flux GP conditioning failed (non-finite); raise min_noise")
         return FluxModel(
             norm=norm,

@@ -214,13 +214,9 @@ def _fit(dataset, cfg, key, progress):
     chol, alpha = [], np.zeros((e, n))
     for g in _iter(n_groups, progress, "PCA+GP: conditioning"):
         cols = np.flatnonzero(group_of == g)
-        for jitter in (None, 1e-8, 1e-6, 1e-4):  # a near-singular K: long length scales
-            if jitter is not None:
-                ln = ln.at[g].set(jnp.maximum(ln[g], np.log(jitter)))
-            L, a = _condition(cfg["kernel"], la[g], ll[g], ln[g], X, jnp.asarray(zg[g]))
-            a = np.asarray(a)
-            if np.all(np.isfinite(a)):
-                break
+        L, a, ln_g = _condition_floored(cfg["kernel"], la[g], ll[g], ln[g], X, jnp.asarray(zg[g]))
+        ln = ln.at[g].set(ln_g)
+        a = np.asarray(a)
         chol.append(L)
         alpha[cols] = a[:, : len(cols)].T
     chol = jnp.stack(chol)
@@ -331,6 +327,19 @@ def _condition(kind, la, ll, ln, x, z):
     n = x.shape[0]
     chol = jnp.linalg.cholesky(_kmat(kind, la, ll, x, x) + jnp.exp(ln) * jnp.eye(n))
     return chol, cho_solve((chol, True), z)
+
+
+def _condition_floored(kind, la, ll, ln, x, z, floors=(1e-8, 1e-6, 1e-4)):
+    """:func:`_condition`, retried with the noise variance raised to each of ``floors`` while
+    alpha is not finite (a near-singular K: long length scales). Returns (chol, alpha, ln) of
+    the last attempt; the caller checks alpha."""
+    for floor in (None, *floors):
+        if floor is not None:
+            ln = jnp.maximum(ln, np.log(floor))
+        chol, alpha = _condition(kind, la, ll, ln, x, z)
+        if bool(jnp.all(jnp.isfinite(alpha))):
+            break
+    return chol, alpha, ln
 
 
 def _kstar(state: PCAGPState, x):

@@ -26,13 +26,14 @@ def adaptive_moments(images, weights, scale, *, sigma0, n_iter=12):
 
     Returns (flux, mu float[B, 2], cov float[B, 2, 2]) for the object itself (weight removed);
     flux is the total within the stamp (noisy but unbiased) or 2x the weighted sum, whichever
-    is larger. ``sigma0`` (arcsec) sets the first weight.
+    is larger. ``sigma0`` (arcsec; a scalar or float[B]) sets the first weight.
     """
     img = np.asarray(images, float) * (np.asarray(weights) > 0)
     nb, ny, nx = img.shape
     xx, yy = _grid(ny, nx, scale)
     mu = np.zeros((nb, 2))
-    cw = np.broadcast_to(np.eye(2) * sigma0**2, (nb, 2, 2)).copy()
+    s0 = np.asarray(sigma0, float).reshape(-1, 1, 1)
+    cw = np.broadcast_to(np.eye(2) * s0**2, (nb, 2, 2)).copy()
     cobj = cw.copy()
     swt = np.zeros(nb)
     floor = (0.25 * scale) ** 2
@@ -75,10 +76,14 @@ def _clamp(c, floor):
 
 
 def sersic_init(images, weights, psf_image, scale, *, n0=1.5, g_max=0.8):
-    """Rough (flux, hlr, n, g1, g2, dx, dy) per stamp: float[B, 7] in physical units."""
-    psf_img = np.asarray(psf_image, float)[None]
+    """Rough (flux, hlr, n, g1, g2, dx, dy) per stamp: float[B, 7] in physical units.
+
+    ``psf_image``: one PSF image float[py, px] for every stamp, or one per stamp float[B, py, px].
+    """
+    psf_img = np.asarray(psf_image, float)
+    psf_img = psf_img[None] if psf_img.ndim == 2 else psf_img
     _, _, cpsf = adaptive_moments(psf_img, np.ones_like(psf_img), scale, sigma0=2 * scale)
-    tpsf = np.trace(cpsf[0])
+    tpsf = np.trace(cpsf, axis1=1, axis2=2)  # float[1] or float[B]
     flux, mu, cobs = adaptive_moments(images, weights, scale, sigma0=np.sqrt(tpsf))
     cgal = _clamp(cobs - cpsf, (0.3 * scale) ** 2)
     sigma = np.linalg.det(cgal) ** 0.25

@@ -228,10 +228,7 @@ def fit_sersic(
         x0 = sersic_init(np.asarray(data), np.asarray(ivar), psf_img, scale)
     else:  # adaptive-moment start points, each with its own PSF
         psf_img = np.asarray(draw_batch(psf, nx=nx, ny=ny, scale=scale))
-        d, v = np.asarray(data), np.asarray(ivar)
-        x0 = np.concatenate(
-            [sersic_init(d[i : i + 1], v[i : i + 1], psf_img[i], scale) for i in range(nb)]
-        )
+        x0 = sersic_init(np.asarray(data), np.asarray(ivar), psf_img, scale)
     if init is not None:
         for k, v in init.items():
             if k not in PARAMS:

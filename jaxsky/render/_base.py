@@ -112,6 +112,14 @@ class GSObject:
         """
         raise NotImplementedError
 
+    def _far_sb_np(self, r, bound=True):
+        """What :meth:`far_xvalue` gives at radius ``r`` (numpy, same meaning as ``_sb_np``).
+
+        Equal to ``_sb_np`` where ``far_xvalue`` is exact; the planner counts the difference
+        as light that the wrap-around correction of :func:`draw` leaves behind.
+        """
+        return self._sb_np(r, bound)
+
     def _enclosed_np(self, r):
         """Concrete fraction of the flux within radius ``r`` (numpy, for planning)."""
         raise NotImplementedError

@@ -153,6 +153,7 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
     jx, jy, px, py, ring, weights = _unique_points(cx, cy)
+    near = ring[:, 0] == 1
     size2 = np.asarray(obj._size2_np(), float).reshape(-1)
     flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
     with np.errstate(all="ignore"):
@@ -164,10 +165,14 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
         for k, v in dict(size2=size2, flux=flux, peak=peak, stamp_flux=stamp_flux).items()
     }
 
-    def ok(idx, period, rings=gsp.alias_rings):
+    n_rings = gsp.alias_rings
+
+    def passes(idx, period, saddle=False):
         """Do the profiles ``idx`` meet both criteria at ``period`` (arcsec, (len(idx),))?
 
-        ``rings`` (int or (len(idx),)): how many rings of copies the correction subtracts.
+        Returns bool (n_rings + 1, len(idx)): row r for a correction that subtracts the r
+        nearest rings of copies. ``saddle``: also count the light between two light tails
+        (without it, only the last row: all ``n_rings`` rings subtracted).
         """
         sub = _take(obj, flags, idx) if nb > 1 else obj
         s2, fl, pk, sf = (per[k][idx] for k in ("size2", "flux", "peak", "stamp_flux"))
@@ -175,24 +180,58 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
             far = 4.5 * period - max(cx, cy)
             beyond = fl * np.clip(1.0 - np.asarray(sub._enclosed_np(far)), 0, 1) / period**2
             d = np.hypot(jx * period - px, jy * period - py)  # (U, n)
-            sb = np.broadcast_to(np.asarray(sub._sb_np(d, True)), d.shape)
             # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
             eps = np.minimum(1.0, gsp.far_field_error * s2 / np.maximum(d, 1e-12) ** 2)
-            eps = np.where(ring <= rings, eps, 1.0)
-            # Row 0: each copy at its closest approach to the stamp (an upper bound);
-            # row 1: the mean over the 3 x 3 grid of stamp points.
-            worst, mean = weights @ (eps * sb)
-            return ((worst + beyond) <= gsp.alias_threshold * pk) & (
-                (mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * sf
-            )
+            # The wing as far_xvalue has it (what the correction subtracts).
+            wing = np.broadcast_to(np.asarray(sub._far_sb_np(d, True)), d.shape)
+
+            def meets(sb, c, rows):
+                """Both criteria at columns ``c``, light ``sb`` (U, len(c)) at the copies, for
+                a correction of r rings, r in ``rows``: bool (len(rows), len(c))."""
+                w = wing[:, c]
+                # Left after the correction: its neglected terms and any light it misses.
+                left = np.minimum(sb, np.maximum(sb - w, 0.0) + eps[:, c] * w)
+                # Per ring q: (light left, light) summed with the weights. Row 0: each copy at
+                # its closest approach to the stamp (an upper bound); row 1: the mean over the
+                # 3 x 3 grid of stamp points. Correcting r rings leaves sum_{q<=r} left_q +
+                # sum_{q>r} sb_q.
+                parts = [
+                    (weights[:, m] @ left[m], weights[:, m] @ sb[m])
+                    for m in (ring[:, 0] == q for q in range(1, n_rings + 1))
+                ]
+                rest = weights[:, ring[:, 0] > n_rings] @ sb[ring[:, 0] > n_rings]
+                out = []
+                for r in rows:
+                    worst, mean = rest + sum(p[0] if q < r else p[1] for q, p in enumerate(parts))
+                    out.append(
+                        ((worst + beyond[c]) <= gsp.alias_threshold * pk[c])
+                        & ((mean + beyond[c]) * (4 * cx * cy) <= gsp.alias_flux_threshold * sf[c])
+                    )
+                return np.stack(out)
+
+            rows = range(n_rings + 1) if saddle else [n_rings]
+            good = meets(wing, slice(None), rows)
+            # Two light tails (Sersic n < ~1.5 or Gaussian, with a Gaussian PSF) put more light
+            # between them than far_xvalue has (the saddle of the convolution integral; up to
+            # 30x at the copies, issue 2's hst64 outlier). It only adds light, so only the
+            # profiles that pass are re-tested with it, at the nearest ring of copies (at
+            # >= 2.6x the distance such wings are nil).
+            test = np.flatnonzero(good[-1]) if saddle else []
+            if len(test):
+                sub = _take(obj, flags, np.asarray(idx)[test]) if nb > 1 else obj
+                sb = wing[:, test].copy()
+                sb[near] = np.maximum(sb[near], sub._sb_np(d[near][:, test], True))
+                good[:, test] = meets(sb, test, rows)
+        return good
 
     # The residual falls with the period: scan up from the smallest period, re-testing only
-    # the undecided profiles, then bisect inside each profile's bracket (lo, hi].
+    # the undecided profiles, then bisect inside each profile's bracket (lo, hi]. The saddle
+    # light (costly to estimate) is added afterwards, at the chosen periods only.
     lo, hi = np.zeros(nb, int), np.full(nb, len(cand) - 1)
     fits = np.zeros(nb, bool)
     pending, prev = np.arange(nb), -1
     for pos in _scan_positions(len(cand)):
-        good = ok(pending, np.full(len(pending), cand[pos] * scale))
+        good = passes(pending, np.full(len(pending), cand[pos] * scale))[-1]
         done = pending[good]
         lo[done], hi[done], fits[done] = prev + 1, pos, True
         pending, prev = pending[~good], pos
@@ -202,21 +241,25 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     todo = np.flatnonzero(lo < hi)
     while len(todo):
         mid = (lo[todo] + hi[todo]) // 2
-        good = ok(todo, cand[mid] * scale)
+        good = passes(todo, cand[mid] * scale)[-1]
         hi[todo] = np.where(good, mid, hi[todo])
         lo[todo] = np.where(good, lo[todo], mid + 1)
         todo = todo[lo[todo] < hi[todo]]
-    n_fft = cand[hi]
-    # The fewest rings of copies whose correction still meets the criteria at that period
-    # (the correction costs about as much as the transform for small FFTs).
-    rings = np.full(nb, gsp.alias_rings)
+    # With the saddle light: step each period up until it passes, and take the fewest rings of
+    # copies whose correction still meets the criteria there (the correction costs about as
+    # much as the transform for small FFTs).
+    rings = np.full(nb, n_rings)
     todo = np.flatnonzero(fits)
-    for r in range(gsp.alias_rings):
-        if not len(todo):
-            break
-        good = ok(todo, n_fft[todo] * scale, r)
-        rings[todo[good]] = r
-        todo = todo[~good]
+    while len(todo):
+        good = passes(todo, cand[hi[todo]] * scale, saddle=True)
+        ok_now = good[-1]
+        rings[todo[ok_now]] = np.argmax(good[:, ok_now], axis=0)
+        stuck = todo[~ok_now]
+        capped = stuck[hi[stuck] >= len(cand) - 1]
+        fits[capped] = False
+        todo = stuck[hi[stuck] < len(cand) - 1]
+        hi[todo] += 1
+    n_fft = cand[hi]
     maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)
     k_fold = np.maximum(1, np.ceil(maxk * scale / math.pi)).astype(int)
     k_ok = k_fold <= gsp.max_k_fold

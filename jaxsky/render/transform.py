@@ -119,11 +119,17 @@ class Transformation(GSObject):
         return np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))
 
     def _sb_np(self, r, bound=True):
+        return self._pulled_np("_sb_np", r, bound)
+
+    def _far_sb_np(self, r, bound=True):
+        return self._pulled_np("_far_sb_np", r, bound)
+
+    def _pulled_np(self, method, r, bound):
         sv = self._singular_values()
         # Upper bound along the major axis (bound=True), or the circularised profile.
         stretch = sv[..., 0] if bound else np.sqrt(sv[..., 0] * sv[..., 1])
         rr = np.maximum(r - self._shift_np(), 0.0) if bound else r
-        return np.asarray(self.flux_ratio, float) * self.obj._sb_np(rr / stretch, bound)
+        return np.asarray(self.flux_ratio, float) * getattr(self.obj, method)(rr / stretch, bound)
 
     def _size2_np(self):
         sv = self._singular_values()

@@ -32,6 +32,7 @@ import numpy as np
 
 import jaxsky
 import jaxsky.emulators as em
+from jaxsky._io import atomic_write_bytes
 from jaxsky.data import simulate
 
 TARGETS = {"median_r2": 0.99995, "p95_maxres_over_peak": 3e-3, "abs_median_flux_bias": 1e-3}
@@ -164,16 +165,23 @@ def run(models, n_train, n_test, seed, out_dir, backend="galsim"):
     return doc
 
 
-def write(doc, out_dir: Path) -> Path:
-    """Write ``doc`` as emulators-<platform>[-<backend>].{json,md}; returns the stem."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backend = doc["backend"]
+def out_stem(out_dir: Path, platform_name: str, backend: str) -> Path:
+    """emulators-<platform>[-<backend>] in ``out_dir``."""
     suffix = "" if backend == "galsim" else f"-{backend}"
-    stem = out_dir / f"emulators-{doc['platform']}{suffix}"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    return Path(out_dir) / f"emulators-{platform_name}{suffix}"
+
+
+def write(doc, out_dir: Path) -> Path:
+    """Write ``doc`` as emulators-<platform>[-<backend>].{json,md} (atomically, replacing them:
+    :func:`main` refuses existing results unless --overwrite); returns the stem."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_stem(out_dir, doc["platform"], doc["backend"])
+    atomic_write_bytes(
+        stem.with_suffix(".json"), json.dumps(doc, indent=1).encode(), overwrite=True
+    )
     lines = [
         f"# Emulators on the paper preset ({doc['n_train']} train / {doc['n_test']} hold-out, "
-        f"rendered with {backend})",
+        f"rendered with {doc['backend']})",
         "",
         "| model | K | train s (CPU s) | img/s | median R^2 | p95 max res/peak | median flux bias "
         "| p95 PCA floor | p95 GP error | coverage 68% | meets targets |",
@@ -191,7 +199,7 @@ def write(doc, out_dir: Path) -> Path:
             f"{gp:.1e} | {cov} | {'yes' if r['meets_targets'] else 'no'} |"
         )
     lines += ["", doc["note"], ""]
-    stem.with_suffix(".md").write_text("\n".join(lines))
+    atomic_write_bytes(stem.with_suffix(".md"), "\n".join(lines).encode(), overwrite=True)
     return stem
 
 
@@ -203,7 +211,12 @@ def main():
     ap.add_argument("--models", nargs="*", default=["pcagp", "ensemble"], choices=list(MODELS))
     ap.add_argument("--backend", default="galsim", choices=("galsim", "jaxsky"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing results")
     args = ap.parse_args()
+    stem = out_stem(args.out, jax.default_backend(), args.backend)
+    for ext in (".json", ".md"):  # checked before minutes of work, not after
+        if stem.with_suffix(ext).exists() and not args.overwrite:
+            raise SystemExit(f"{stem.with_suffix(ext)} exists; pass --overwrite or another --out")
     run(args.models, args.n_train, args.n_test, args.seed, args.out, args.backend)
 
 

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 import jaxsky
+from jaxsky._io import atomic_write_bytes
 from jaxsky.data import simulate
 from jaxsky.emulators import fit
 
@@ -114,7 +115,12 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", default="galsim", choices=("galsim", "jaxsky"))
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing results")
     args = ap.parse_args(argv)
+    stem = Path(args.out) / f"emulators_nn-{jax.default_backend()}"
+    for ext in (".json", ".md"):  # checked before the run; later writes replace this run's own
+        if stem.with_suffix(ext).exists() and not args.overwrite:
+            raise SystemExit(f"{stem.with_suffix(ext)} exists; pass --overwrite or another --out")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()
     ds = train_set(args.n_train, args.n_val, args.seed, args.backend)
@@ -193,7 +199,9 @@ def write(args, results, t_data):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"emulators_nn-{jax.default_backend()}"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+    atomic_write_bytes(
+        stem.with_suffix(".json"), json.dumps(doc, indent=1).encode(), overwrite=True
+    )
     lines = [
         f"# emulators_nn ({doc['device']}, {args.n_train} train / {args.n_test} hold-out)",
         "",
@@ -213,7 +221,7 @@ def write(args, results, t_data):
             f"{r['predict_images_per_second']:.0f} |"
         )
     lines += ["", verdict(results, out), "", doc["note"], "", f"Command: {doc['command']}"]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(stem.with_suffix(".md"), ("\n".join(lines) + "\n").encode(), overwrite=True)
     print("\n".join(lines))
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 import jaxsky
 import jaxsky.emulators as em
+from jaxsky._io import atomic_write_bytes
 from jaxsky.data import simulate
 from jaxsky.emulators import hybrid
 from jaxsky.infer import SERSIC_CONFIG, fit_sersic, sersic_plan
@@ -493,11 +494,16 @@ def main():
     ap.add_argument("--cache", type=Path, default=None, help="folder to cache sets and fits")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--figure", type=Path, default=None, help="write the figure PNG here")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing results")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     import sys
 
     args.suffix = "" if args.weight == "auto" else f"-weight{args.weight}"
+    for ext in (".json", ".md"):  # checked before hours of work, not after
+        path = args.out / f"hybrid-{args.set}{args.suffix}{ext}"
+        if path.exists() and not args.overwrite:
+            raise SystemExit(f"{path} exists; pass --overwrite or another --out")
     t0 = time.perf_counter()
     res = (
         run_knots(args, args.cache)
@@ -512,8 +518,9 @@ def main():
     )  # fmt: skip
     suffix = args.suffix
     stem = args.out / f"hybrid-{args.set}{suffix}"
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    stem.with_suffix(".md").write_text(markdown(res))
+    ow = {"overwrite": True}  # checked at the start
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(res, indent=1).encode(), **ow)
+    atomic_write_bytes(stem.with_suffix(".md"), markdown(res).encode(), **ow)
     print(markdown(res))
     if args.figure and args.set == "bulge-disk-knots":
         figure(args.out / f"hybrid-bulge-disk-knots{args.suffix}-preds.npz", args.figure)

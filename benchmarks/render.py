@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxsky
+from jaxsky._io import atomic_write_bytes
 from jaxsky.interop import TIGHT_GSPARAMS, to_galsim
 from jaxsky.render.drawing import _group_by_plan, batch_flags
 
@@ -187,7 +188,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small batches (CI smoke test)")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overwrite", action="store_true", help="replace existing results")
     args = ap.parse_args(argv)
+    stem = f"render-{jax.devices()[0].platform}{'-quick' if args.quick else ''}"
+    for ext in (".json", ".md"):  # checked before minutes of work, not after
+        if (Path(args.out) / f"{stem}{ext}").exists() and not args.overwrite:
+            raise SystemExit(f"{Path(args.out) / stem}{ext} exists; pass --overwrite")
     b, n_gs = (64, 8) if args.quick else (1024, 48)
     rng = np.random.default_rng(args.seed)
     cores = os.cpu_count() or 1
@@ -232,9 +238,9 @@ def main(argv=None):
         result["cases"][name] = case
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"render-{dev.platform}{'-quick' if args.quick else ''}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (out / f"{stem}.md").write_text(markdown(result))
+    ow = {"overwrite": True}  # checked at the start
+    atomic_write_bytes(out / f"{stem}.json", json.dumps(result, indent=2).encode(), **ow)
+    atomic_write_bytes(out / f"{stem}.md", markdown(result).encode(), **ow)
     print(markdown(result))
 
 

@@ -31,12 +31,10 @@ def test_quick_render_writes_json_and_markdown(quick_render):
     assert r["device"]["platform"] in ("cpu", "gpu", "tpu")
     rows = {row["impl"].split(" (")[0]: row for row in r["areas"]["render"]["rows"]}
     gs, jx = rows["galsim"], rows["jaxsky sharded grouped plans"]
-    for row in (gs, jx):
-        assert np.isclose(row["rate"], row["batch"] / row["run_s"])
-    assert "compile_s" in jx  # compile time recorded apart from the run time
-    # The ratio is computed against GalSim's single-core rate times the cores.
-    cores = r["device"]["cpu_cores"]
-    assert np.isclose(jx["vs_reference"], jx["rate"] / (gs["rate"] * cores))
+    # Timings are recorded, never judged here (speed belongs in benchmarks/; the row
+    # arithmetic is checked on fixed numbers in test_parse_only_and_helpers).
+    assert {"rate", "run_s", "batch"} <= set(gs) and {"rate", "run_s", "compile_s"} <= set(jx)
+    assert "vs_reference" in jx and r["device"]["cpu_cores"] >= 1
     assert r["memory"]["host_peak_rss_mb"] > 50
     md = (quick_render / f"{tag}.md").read_text()
     assert "| render | sersic_x_moffat_64 | galsim" in md
@@ -63,8 +61,15 @@ def test_parse_only_and_helpers():
     assert parse_only("grad, render,grad") == ("grad", "render")
     assert batch_for("cpu", 1, 32, 64) == 32
     assert batch_for("gpu", 2, 32, 64) == 32 * 64 * 2
-    row = rate_row("c", "i", 10, 2.0, reference=2.5)
-    assert row["rate"] == 5.0 and row["vs_reference"] == 2.0
+    row = rate_row("c", "i", 10, 2.0, reference=2.5)  # fixed numbers, not a measurement
+    assert row["rate"] == 5.0 and row["vs_reference"] == 2.0 and row["run_s"] == 2.0
+    from jaxsky.bench.emulate import train_row
+
+    # run time = fit time - compile time, per step (fixed numbers, not a measurement)
+    step = train_row("f", 20, fit_s=3.0, compile_s=1.0, per_step=True)
+    assert step["run_s"] == 2.0 and step["step_ms"] == 100.0 and step["rate"] == 10.0
+    whole = train_row("f", 20, fit_s=3.0, compile_s=1.0, per_step=False)
+    assert whole["batch"] == 1 and whole["rate"] == 0.5 and "step_ms" not in whole
 
 
 def test_benchmarks_run_py_is_a_thin_wrapper():
@@ -91,9 +96,9 @@ def test_gpu_benchmark_example_smoke(tmp_path):
     assert mod.main([*argv, "--stream", "12", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert [row["batch"] for row in r["render"]] == [4, 8]
-    for row in r["render"]:
-        assert np.isclose(row["stamps_per_s"], row["batch"] / row["run_s"])
-    assert r["stream"]["n"] == 12 and np.isfinite(r["stream"]["stamps_per_s"])
+    for row in r["render"]:  # recorded, not judged: speed belongs in benchmarks/
+        assert {"stamps_per_s", "run_s", "compile_s"} <= set(row)
+    assert r["stream"]["n"] == 12 and "stamps_per_s" in r["stream"]
 
 
 def test_readme_table_is_generated_from_results(quick_render, tmp_path):
@@ -128,7 +133,7 @@ def test_compile_clock_separates_compilation():
     with CompileClock() as again:  # cached: nothing traced or compiled
         jax.block_until_ready(f(x))
     # Counts of JAX's compile events, not timings: speed belongs in benchmarks/.
-    assert first.events > 0 and again.events == 0 and again.seconds == 0
+    assert first.events > 0 and again.events == 0
 
 
 def test_emulator_area_fits_each_family_once(tmp_path):
@@ -169,8 +174,7 @@ def test_emulator_area_fits_each_family_once(tmp_path):
     assert len(calls) == 1 and calls[0]["steps"] == res["train_steps"]
     rows = {r["area"]: r for r in res["rows"]}
     step, pred = rows["train_step"], rows["predict"]
-    # Bookkeeping only (no speed checks): run time = fit time - compile time, one fit.
+    # Bookkeeping only (no timing values read): one fit gives both rows.
     assert step["batch"] == res["train_steps"]
-    assert np.isclose(step["run_s"], max(step["fit_s"] - step["compile_s"], 1e-9))
-    assert np.isclose(step["step_ms"], 1e3 * step["run_s"] / res["train_steps"])
+    assert {"run_s", "fit_s", "compile_s", "step_ms"} <= set(step)
     assert pred["batch"] == ctx.batch(1024, 4096, accel_factor=256)

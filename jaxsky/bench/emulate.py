@@ -10,7 +10,7 @@ import numpy as np
 import jaxsky
 from jaxsky.bench._util import CompileClock, Context, rate_row, timed
 
-__all__ = ["toy_dataset", "bench_emulators", "PREFERRED"]
+__all__ = ["toy_dataset", "bench_emulators", "train_row", "PREFERRED"]
 
 #: Families benchmarked first (the quick mode takes the first one available).
 PREFERRED = ("pcagp", "vae", "flow", "ensemble", "hybrid")
@@ -116,6 +116,22 @@ def _fit_time(family, ds, steps, seed):
     return wall, clock.seconds, emu, cfg
 
 
+def train_row(fam: str, steps: int, fit_s: float, compile_s: float, *, per_step: bool) -> dict:
+    """The train_step row of one fit: run time = fit time - compile time, per step when the
+    family trains in steps (else one whole fit)."""
+    run_s = max(fit_s - compile_s, 1e-9)
+    if per_step:
+        return rate_row(
+            fam, f"train step: (fit - compile) / {steps} steps, one fit", steps, run_s,
+            compile_s=compile_s, unit="steps/s", step_ms=1e3 * run_s / steps, fit_s=fit_s,
+            area="train_step",
+        )  # fmt: skip
+    return rate_row(
+        fam, "whole fit (no training steps)", 1, run_s, compile_s=compile_s, unit="fits/s",
+        fit_s=fit_s, area="train_step",
+    )  # fmt: skip
+
+
 def bench_emulators(ctx: Context, *, areas=("predict", "train_step"), families=None) -> dict:
     """Per family: one short fit (training-step time = its run time without compilation,
     divided by its steps) and the sharded predict rate of the fitted emulator.
@@ -144,35 +160,8 @@ def bench_emulators(ctx: Context, *, areas=("predict", "train_step"), families=N
         try:
             ctx.log(f"train {fam}: one fit of {steps} steps")
             fit_s, compile_s, emu, cfg = _fit_time(fam, ds, steps, ctx.seed)
-            run_s = max(fit_s - compile_s, 1e-9)
             if "train_step" in areas:
-                if _has_steps(cfg):
-                    rows.append(
-                        rate_row(
-                            fam,
-                            f"train step: (fit - compile) / {steps} steps, one fit",
-                            steps,
-                            run_s,
-                            compile_s=compile_s,
-                            unit="steps/s",
-                            step_ms=1e3 * run_s / steps,
-                            fit_s=fit_s,
-                            area="train_step",
-                        )
-                    )
-                else:
-                    rows.append(
-                        rate_row(
-                            fam,
-                            "whole fit (no training steps)",
-                            1,
-                            run_s,
-                            compile_s=compile_s,
-                            unit="fits/s",
-                            fit_s=fit_s,
-                            area="train_step",
-                        )
-                    )
+                rows.append(train_row(fam, steps, fit_s, compile_s, per_step=_has_steps(cfg)))
             if "predict" in areas:
                 from jaxsky.parallel import sharded_predict
 

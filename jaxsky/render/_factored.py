@@ -20,7 +20,7 @@ and as reductions for table profiles (where re-evaluating the gathers in fused c
 costs more than materialising the grid once). The tangent always folds with reductions
 (their transpose is a broadcast; that of the slice adds is a pad of the whole grid per
 zone), its 1-D phases are computed once (:func:`_materialise`), and its table derivatives
-come from :func:`~jaxsky.render._gridtables.grid_derivs` (scalar gathers).
+come from :func:`~jaxsky.render._tables.eval_table_derivs` (scalar gathers).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsky.render import _tables
-from jaxsky.render._gridtables import grid_derivs
 from jaxsky.render.profiles import _log_k
 
 __all__ = ["factored_image", "radial_value", "radial_derivs"]
@@ -67,7 +66,7 @@ def radial_derivs(kind, p, q):
         return f, -1.5 * f / x, None
     u, pos = _log_k(q)
     tail = "power" if kind == "sersic" else None
-    f, f_u, f_p = grid_derivs(kind, p, u, tail)
+    f, f_u, f_p = _tables.eval_table_derivs(kind, p, u, tail)
     # dF/dq = dF/du / (2 q); at q = 0 (k = 0) the tangent k^T M' k vanishes anyway.
     f_q = jnp.where(pos, f_u / (2.0 * jnp.where(pos, q, 1.0)), 0.0)
     return jnp.where(pos, f, 1.0), f_q, jnp.where(pos, f_p, 0.0)

@@ -215,21 +215,32 @@ def eval_table(name: str, p, u, tail=None):
     return jnp.where(u < tab.u0, 1.0 - (1.0 - f[0]) * e, jnp.where(u > u_last, high, inner))
 
 
+def _gather_horner(cs, j, t):
+    """Cubic with coefficients ``cs`` (4 arrays over the u rows) at rows ``j``, offsets ``t``.
+
+    Each coefficient is its own scalar gather from a 1-D array: XLA CPU materialises a gather
+    of a stacked coefficient vector (and a transposed copy of it) per grid point, while scalar
+    gathers from a table that stays in cache fuse into the loops that consume them
+    (value_and_grad of Sersic x Moffat 64: ~1.35x faster, measured A/B in one process).
+    Returns the value and the gathered (c1, c2, c3).
+    """
+    c0, c1, c2, c3 = (c.at[j].get(mode="promise_in_bounds") for c in cs)
+    return c0 + t * (c1 + t * (c2 + t * c3)), (c1, c2, c3)
+
+
 def eval_table_derivs(name: str, p, u, tail=None):
-    """``(F, dF/du, dF/dp)`` of :func:`eval_table` at ``p`` and any-shaped ``u``."""
+    """``(F, dF/du, dF/dp)`` of :func:`eval_table` at ``p`` and any-shaped ``u`` (also the
+    factored draw's JVP on whole k-grids)."""
     tab = load_table(name, jnp.result_type(float).name)
     t, rows_f, rows_fu = _slice_rows(tab, p)
     w = _hermite_weights(t)
     dw = [x / tab.dp for x in _hermite_dweights(t)]
     f, fu = _combine(w, rows_f), _combine(w, rows_fu)
     fp, fpu = _combine(dw, rows_f), _combine(dw, rows_fu)
-    # One gather of 8 coefficients: the value's cubic and its p-derivative's cubic.
-    coef = jnp.stack(_spline_coef(f, fu, tab.du) + _spline_coef(fp, fpu, tab.du), axis=-1)
     j, tu, u_last = _locate(tab, u)
-    c = jnp.moveaxis(coef[j], -1, 0)
-    inner = _horner(c[:4], tu)
-    inner_u = (c[1] + tu * (2.0 * c[2] + 3.0 * tu * c[3])) / tab.du
-    inner_p = _horner(c[4:], tu)
+    inner, (c1, c2, c3) = _gather_horner(_spline_coef(f, fu, tab.du), j, tu)
+    inner_u = (c1 + tu * (2.0 * c2 + 3.0 * tu * c3)) / tab.du
+    inner_p, _ = _gather_horner(_spline_coef(fp, fpu, tab.du), j, tu)
     e, slope, dhi = _tails(tab, p, u, u_last, tail)
     below, above = u < tab.u0, u > u_last
     # Below: F = 1 - (1 - f0) e^(2 (u - u0)).

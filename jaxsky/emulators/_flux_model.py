@@ -74,8 +74,10 @@ def default_flux_config() -> dict:
 
 
 def check_flux_config(cfg: dict) -> None:
-    if cfg["kernel"] not in ("matern52", "rbf"):
-        raise ValueError(f"flux kernel={cfg['kernel']!r} is not one of ('matern52', 'rbf')")
+    from jaxsky.emulators.pcagp import _KERNELS  # the GP machinery is PCA+GP's
+
+    if cfg["kernel"] not in _KERNELS:
+        raise ValueError(f"flux kernel={cfg['kernel']!r} is not one of {_KERNELS}")
     if cfg["template"] not in _TEMPLATES:
         raise ValueError(f"flux template={cfg['template']!r} is not one of {_TEMPLATES}")
     for k in ("n_hyper", "hyper_steps"):

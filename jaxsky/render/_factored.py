@@ -170,7 +170,10 @@ def factored_image(plan, kinds, c, off, ps, ms):
         r = r * radial_value(kind, p, _quad(m, kx, ky))
     r = jnp.broadcast_to(r, kx.shape[:2] + ky.shape)
     fuse = not any(k in _TABLES for k in kinds)
-    return _linear(plan, r, None, _phases(plan, off, kx, ky, cols, rows), fuse)
+    # The 1-D phases computed once: XLA CPU otherwise re-evaluates their cosines and sines at
+    # every grid point (paper plans: 25 -> 15 us per image at n_fft 36, k_fold 2).
+    ph = _materialise(_phases(plan, off, kx, ky, cols, rows))
+    return _linear(plan, r, None, ph, fuse)
 
 
 @factored_image.defjvp

@@ -117,7 +117,7 @@ def test_convolution_wing_of_two_gaussians_is_exact():
     d = np.sqrt(var) * np.array([3.0, 4.0, 5.0, 6.0])
     exact = 200.0 * np.exp(-0.5 * d * d / var) / (2 * np.pi * var)  # fluxes 10 x 20
     a, b = Gaussian(sigma=s1, flux=10.0), Gaussian(sigma=s2, flux=20.0)
-    saddle = _saddle_sb_np(lambda r: a._sb_np(r), lambda r: b._sb_np(r), d)
+    saddle = _saddle_sb_np(lambda r: a._log_sb_np(r), lambda r: b._log_sb_np(r), d)
     np.testing.assert_allclose(saddle, exact, rtol=0.05)
     conv = Convolve([a, b])
     np.testing.assert_allclose(conv._sb_np(d, True), exact, rtol=0.05)

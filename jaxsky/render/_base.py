@@ -112,6 +112,11 @@ class GSObject:
         """
         raise NotImplementedError
 
+    def _log_sb_np(self, r, bound=True):
+        """``log(_sb_np(r, bound))`` (numpy; closed forms override it: no exp then log)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self._sb_np(r, bound))
+
     def _far_sb_np(self, r, bound=True):
         """What :meth:`far_xvalue` gives at radius ``r`` (numpy, same meaning as ``_sb_np``).
 

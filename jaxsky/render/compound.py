@@ -120,7 +120,9 @@ class Convolution(GSObject):
         # up to ~30x more at the distances of the periodic copies (hst64 outlier, issue 2).
         a, rest = self.objs[0], self.objs[1:]
         b = rest[0] if len(rest) == 1 else Convolution(list(rest))
-        saddle = _saddle_sb_np(lambda s: a._sb_np(s, bound), lambda s: b._sb_np(s, bound), r)
+        saddle = _saddle_sb_np(
+            lambda s: a._log_sb_np(s, bound), lambda s: b._log_sb_np(s, bound), r
+        )
         return np.maximum(self._far_sb_np(r, bound), saddle)
 
     def _far_sb_np(self, r, bound=True):
@@ -139,21 +141,21 @@ class Convolution(GSObject):
         return 1.0 - sum(1.0 - o._enclosed_np(r) for o in self.objs)
 
 
-def _saddle_sb_np(sb_a, sb_b, d, m=17):
+def _saddle_sb_np(log_a, log_b, d, m=17):
     """Laplace estimate of (A * B)(x), |x| = d, from the saddle between two radial profiles.
 
     With g(y) = ln A(|y|) + ln B(|x - y|), the integral of exp(g) is exp(g*) 2 pi / sqrt(det H)
     at the maximum y* of g on the segment [0, x] (Laplace's method); H is diagonal there: the
     radial curvature -g'' and the transverse one -(ln A)'(s)/s - (ln B)'(d - s)/(d - s).
     Exact for two Gaussians. Zero where the maximum is at an end of the segment (a core:
-    the zeroth-order far field covers that). ``sb_a``, ``sb_b``: numpy SB of radius;
+    the zeroth-order far field covers that). ``log_a``, ``log_b``: numpy log SB of radius;
     ``d`` (...): distances, broadcast against the profiles' batch. Returns (...).
     """
     d = np.asarray(d, float)
     t = np.linspace(0.0, 1.0, m).reshape((m,) + (1,) * d.ndim)
     s = t * d
     with np.errstate(all="ignore"):
-        la, lb = np.log(sb_a(s)), np.log(sb_b(d - s))
+        la, lb = log_a(s), log_b(d - s)
         la, lb = np.broadcast_arrays(la, lb)
         g = la + lb
         j = np.argmax(np.where(np.isnan(g), -np.inf, g), axis=0)

@@ -272,17 +272,18 @@ def draw_batch(
     if len(sizes) != 1:
         raise ValueError(f"batched leaves must share one leading size, got {sorted(sizes)}")
     (nbatch,) = sizes
+    # Batched leaves go to the host once; every chunk is dispatched before any result is
+    # read back, so host-side planning and slicing overlap the asynchronous device work.
+    leaves = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
     if plan is not None:
-        groups = {plan: np.arange(nbatch)}
+        groups = [(plan, np.arange(nbatch))]
     else:
-        groups = _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, chunk_size)
+        host = jax.tree_util.tree_unflatten(tree, leaves)
+        groups = _stream_groups(host, nx, ny, scale, method, gsparams, nbatch, chunk_size)
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
-    # Batched leaves go to the host once; every chunk is dispatched before any result is
-    # read back, so host-side slicing overlaps the asynchronous device work.
-    leaves = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
     pending = []
-    for gplan, idx in groups.items():
+    for gplan, idx in groups:
         # Small groups use a smaller power-of-two chunk (less padding, a few more programs).
         chunk = min(chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))))
         for start in range(0, len(idx), chunk):
@@ -296,23 +297,74 @@ def draw_batch(
     return jnp.asarray(out)
 
 
+# Galaxies planned per block when streaming: large enough that the planner's per-call cost
+# stays small, small enough that the first chunks start while the rest is planned.
+_PLAN_BLOCK = 256
+
+
+def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_PLAN_BLOCK):
+    """Yield (plan, indices) as blocks of the batch are planned (numpy leaves).
+
+    A plan's chunks are yielded as soon as ``chunk`` galaxies need it, so the device draws
+    them while the host plans the next block; the left-overs (fewer than ``chunk`` per plan)
+    are merged at the end as :func:`_group_by_plan` merges small groups.
+    """
+    scale = check_static_positive("scale", scale)
+    flags = batch_flags(objs)
+    leaves, tree = jax.tree_util.tree_flatten(objs)
+    keys = np.zeros((nbatch, 3), int)
+    ok_all = np.ones(nbatch, bool)
+    waiting = {}
+    for start in range(0, nbatch, block):
+        ids = np.arange(start, min(nbatch, start + block))
+        sub = jax.tree_util.tree_unflatten(
+            tree, [x[ids] if f else x for x, f in zip(leaves, flags)]
+        )
+        n_fft, k_fold, ok, rings = plan_sizes_rings(sub, nx, ny, scale, gsparams)
+        keys[ids] = np.stack(np.broadcast_arrays(n_fft, k_fold, rings), axis=-1).reshape(-1, 3)
+        ok_all[ids] = ok
+        for key in np.unique(keys[ids], axis=0):
+            key = tuple(int(v) for v in key)
+            mine = ids[(keys[ids] == key).all(axis=1)]
+            have = np.concatenate([waiting.pop(key, np.array([], int)), mine])
+            full = len(have) - len(have) % chunk
+            if full:
+                yield (
+                    DrawPlan(nx, ny, scale, key[0], key[1], method != "no_pixel", key[2]),
+                    have[:full],
+                )
+            if full < len(have):
+                waiting[key] = have[full:]
+    _warn_caps(ok_all, gsparams)
+    if waiting:
+        rest = np.sort(np.concatenate(list(waiting.values())))
+        yield from _merge_groups(nx, ny, scale, method, *keys[rest].T, rest, chunk).items()
+
+
 def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
     scale = check_static_positive("scale", scale)
     n_fft, k_fold, ok, rings = plan_sizes_rings(objs, nx, ny, scale, gsparams)
     _warn_caps(ok, gsparams)
     n_fft, k_fold, rings = (np.broadcast_to(a, (nbatch,)) for a in (n_fft, k_fold, rings))
+    return _merge_groups(nx, ny, scale, method, n_fft, k_fold, rings, np.arange(nbatch), min_group)
+
+
+def _merge_groups(nx, ny, scale, method, n_fft, k_fold, rings, ids, min_group):
+    """{plan: indices} for galaxies ``ids`` with the given sizes, small groups merged."""
     # A size class with fewer than ``min_group`` galaxies joins the next larger one.
     merged = []
     for kf in np.unique(k_fold):
-        members = [(c, np.flatnonzero((n_fft == c) & (k_fold == kf))) for c in np.unique(n_fft)]
+        members = [(c, ids[(n_fft == c) & (k_fold == kf)]) for c in np.unique(n_fft)]
         merged += [(int(c), int(kf), idx) for c, idx in _merge_small(members, min_group)]
+    ring_of = dict(zip(ids.tolist(), rings.tolist()))
     # Split each group by the rings of copies its members need corrected (fewer rings,
     # cheaper draws); a ring count with fewer than ``min_group`` members joins the next
     # larger one. Merged members needed their rings at a smaller period: conservative.
     groups = {}
     for c, kf, idx in merged:
+        r_idx = np.array([ring_of[i] for i in idx.tolist()], int)
         for r, sub in _merge_small(
-            [(r, idx[rings[idx] == r]) for r in range(int(rings.max()) + 1)], min_group
+            [(r, idx[r_idx == r]) for r in range(int(rings.max()) + 1)], min_group
         ):
             groups[DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", r)] = sub
     return groups

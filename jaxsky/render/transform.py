@@ -51,7 +51,8 @@ class Transformation(GSObject):
 
     def _det(self):
         j = self.jac
-        return jnp.abs(j[..., 0, 0] * j[..., 1, 1] - j[..., 0, 1] * j[..., 1, 0])
+        xp = np if isinstance(j, np.ndarray) else jnp  # the planner's numpy leaves stay numpy
+        return xp.abs(j[..., 0, 0] * j[..., 1, 1] - j[..., 0, 1] * j[..., 1, 0])
 
     @property
     def flux(self):
@@ -124,12 +125,20 @@ class Transformation(GSObject):
     def _far_sb_np(self, r, bound=True):
         return self._pulled_np("_far_sb_np", r, bound)
 
-    def _pulled_np(self, method, r, bound):
+    def _log_sb_np(self, r, bound=True):
+        return self._pulled_np("_log_sb_np", r, bound, log=True)
+
+    def _pulled_np(self, method, r, bound, log=False):
         sv = self._singular_values()
         # Upper bound along the major axis (bound=True), or the circularised profile.
         stretch = sv[..., 0] if bound else np.sqrt(sv[..., 0] * sv[..., 1])
         rr = np.maximum(r - self._shift_np(), 0.0) if bound else r
-        return np.asarray(self.flux_ratio, float) * getattr(self.obj, method)(rr / stretch, bound)
+        ratio = np.asarray(self.flux_ratio, float)
+        inner = getattr(self.obj, method)(rr / stretch, bound)
+        if log:
+            with np.errstate(divide="ignore"):
+                return np.log(ratio) + inner
+        return ratio * inner
 
     def _size2_np(self):
         sv = self._singular_values()

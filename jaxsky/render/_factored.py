@@ -125,7 +125,11 @@ def _linear(plan, tr, ti, ph, fuse=True):
             # multiply-reduce fold was miscompiled by XLA CPU in float32 under vmap with
             # batch 1: test_render_speedpaths::test_vmap_batch_of_one_kfold.)
             if ti is None:
-                cr, ci = (tr * exr).sum(axis=0), (tr * exi).sum(axis=0)
+                # The zone sum as one batched matrix product (kf-long contractions): XLA
+                # CPU's fused multiply-reductions of the grid cost ~9x more (128 x 2 plan:
+                # 152 -> 17 us per image).
+                e = jnp.stack([exr[..., 0], exi[..., 0]], -1)  # (kf, n/2+1, 2)
+                cr, ci = jnp.einsum("aby,abk->kby", tr, e)
             else:
                 cr = (tr * exr - ti * exi).sum(axis=0)
                 ci = (tr * exi + ti * exr).sum(axis=0)

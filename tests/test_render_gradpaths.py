@@ -89,6 +89,27 @@ def test_factored_image_check_grads_second_order(x64):
     check_grads(f, args, order=2, modes=["fwd", "rev"], eps=1e-4, rtol=2e-3)
 
 
+def test_closed_form_check_grads_second_order(x64):
+    # Closed forms take the hand-written transpose (render/_transpose.py, through
+    # custom_linear_solve): every argument, second order, both modes, odd k_fold.
+    plan = jaxsky.DrawPlan(12, 12, 0.25, n_fft=24, k_fold=3, alias_rings=0)
+    kinds = ("exponential", "gaussian")
+    w = jnp.asarray(np.random.default_rng(4).normal(size=(12, 12)))
+
+    @jax.jit
+    def f(c, off, m0, m1):
+        img = _factored.factored_image(plan, kinds, c, off, (None, None), (m0, m1))
+        return jnp.sum(w * img**2)
+
+    args = (
+        2.0,
+        jnp.array([0.013, -0.021]),
+        jnp.array([[0.16, 0.03], [0.03, 0.12]]),
+        jnp.array([[0.02, 0.0], [0.0, 0.02]]),
+    )
+    check_grads(f, args, order=2, modes=["fwd", "rev"], eps=1e-4, rtol=2e-3)
+
+
 @pytest.mark.parametrize("batch", [1, 2])
 def test_float32_vmap_gradient_kfold(batch):
     # The tangent folds the k_fold > 1 zones with reductions for closed forms too (XLA CPU

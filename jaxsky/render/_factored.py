@@ -11,13 +11,15 @@ so its drawn image is a fixed linear map L (phases, pixel, zone fold, inverse FF
     r' = c' R0 + sum_i c prod_{j != i} F_j (dF_i/dq k^T M_i' k + dF_i/dp p_i'),
     K' = (r' - i r (kx o_x' + ky o_y')) exp(-i k.o),   R0 = prod_i F_i.
 
-Every term is a grid array times a scalar tangent (times a monomial in kx, ky), so JAX's
-transpose of this JVP is one multiply-reduce per scalar parameter, plus the adjoint of L (one
-FFT): value_and_grad no longer differentiates through every intermediate of the table
-look-ups, and forward mode (jvp, jacfwd) keeps working. The forward fold is written as adds
-of zone slices for closed-form profiles (XLA CPU then fuses the whole grid into one loop)
-and as reductions for table profiles (where re-evaluating the gathers in fused consumers
-costs more than materialising the grid once). The tangent always folds with reductions
+Every term is a grid array times a scalar tangent (times a monomial in kx, ky). The JVP
+(``_factored_grad``) keeps forward mode (jvp, jacfwd) working; in reverse mode, closed-form
+profiles use the hand-written transpose of ``_transpose`` (one FFT adjoint, then one fused
+grid pass and one small matrix product per base grid), and table profiles JAX's transpose of
+the JVP (one multiply-reduce per scalar parameter plus one FFT): value_and_grad never
+differentiates through every intermediate of the table look-ups. The forward fold is written
+as adds of zone slices for closed-form profiles (XLA CPU then fuses the whole grid into one
+loop) and as one zone product for table profiles (where re-evaluating the gathers in fused
+consumers costs more than materialising the grid once). The tangent always folds with reductions
 (their transpose is a broadcast; that of the slice adds is a pad of the whole grid per
 zone), its 1-D phases are computed once (:func:`_materialise`), and its table derivatives
 come from :func:`~jaxsky.render._tables.eval_table_derivs` (scalar gathers).

@@ -153,7 +153,7 @@ def _draw_core(obj, plan: DrawPlan):
     terms = obj._kterms()
     if terms is not None:
         # Radial profiles, transformed and convolved: the factored draw whose JVP
-        # transposes into a few matrix products (value_and_grad ~3x the forward).
+        # transposes into a few grid passes (see _factored and _transpose).
         c, off, comps = terms
         kinds = tuple(t[0] for t in comps)
         img = _factored.factored_image(

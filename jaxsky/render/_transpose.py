@@ -1,0 +1,241 @@
+"""The transpose of the factored draw's tangent map, written by hand (value_and_grad's pass).
+
+The factored draw's tangent (:mod:`jaxsky.render._factored_grad`) is a linear map L from
+the scalar tangents p = (c', o', M_i', p_i') to the image. JAX's own transpose of it costs
+one multiply-reduce over the k-grid per scalar, each over materialised grid operands. By
+the factorisation (see :mod:`jaxsky.render._factored`) every cotangent is a weighted grid
+sum
+
+    dchi/dtheta = Re sum_k Q(k) dK/dtheta(k),   Q = (adjoint of the crop, inverse FFT and
+                                                     zone fold) x phases,
+
+with dK/dtheta one of a few *base* grids W_j times a monomial kx^a ky^b (a + b <= 2):
+
+    W_c = Re Q R0,  W_i = Re Q c prod_{j != i} F_j dF_i/dq,  W_pi = ... dF_i/dp,
+    W_o = Im Q c R0   (o' turns the phase: dK/do = -i k K).
+
+So :func:`tangent_transpose` needs one FFT (the adjoint of the inverse FFT) and, per base
+grid, one fused pass over the k-grid and one matrix product against [1, ky, ky^2] (then the
+kx moments on the small result): J passes (J = 3 for Exponential x Gaussian, 6 for Sersic
+x Moffat) instead of JAX's ~2 per scalar parameter (11-13) over written-out grids.
+How XLA CPU (jaxlib 0.10) is steered, measured on the paper plan (n_fft 96, k_fold 4):
+the bases are not stacked (a concatenation is emitted as branchy scalar code, ~5x slower);
+closed-form radial grids are recomputed in every base's pass on a k grid XLA cannot merge
+with the forward's or another base's (:func:`_fresh`; shared, XLA writes them out and
+value_and_grad costs 6.5x the forward instead of 3.7x); table look-ups are evaluated once
+and shared (recomputing their gathers per base costs ~3x more); the 1-D phases are kept as
+complex arrays (:func:`_keep`).
+:func:`solve_pair` wraps L and this transpose in ``jax.lax.custom_linear_solve`` (the only
+JAX primitive with a user-supplied transpose that also has JVP and batching rules): the
+block map A = I - N, N = [[0, 0], [L, 0]] on (p, image), has N^2 = 0, so A^{-1} = I + N and
+A^{-T} = I + N^T: solving A x = (p, 0) gives (p, L p), and its transpose calls N^T, i.e.
+this module. Second derivatives stay exact: the JVP of the solve in its parameters uses
+JAX's own derivative of ``matvec`` (the plain, autodiff-able L).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsky.render._factored import _TABLES, _grid, _phases, _quad
+
+__all__ = ["flat_size", "pack", "solve_pair", "tangent_transpose", "unpack"]
+
+
+def flat_size(kinds, ps):
+    """Length of the flat tangent vector: c (1), offset (2), per component M (4) and p."""
+    return 3 + sum(4 + (p is not None) for p in ps)
+
+
+def pack(c, off, ps, ms, dtype):
+    """The scalar tangents (c', o', ps', ms') as one flat vector (see :func:`flat_size`)."""
+    parts = [jnp.reshape(c, (1,)), jnp.reshape(off, (2,))]
+    for p, m in zip(ps, ms):
+        parts.append(jnp.reshape(m, (4,)))
+        if p is not None:
+            parts.append(jnp.reshape(p, (1,)))
+    return jnp.concatenate([x.astype(dtype) for x in parts])
+
+
+def unpack(v, ps, like):
+    """Inverse of :func:`pack`; ``like`` = (c, off, ps, ms) primals whose dtypes it restores."""
+    c0, off0, ps0, ms0 = like
+    c, off, i = v[0].astype(jnp.result_type(c0)), v[1:3].astype(off0.dtype), 3
+    out_p, out_m = [], []
+    for p, m in zip(ps, ms0):
+        out_m.append(v[i : i + 4].reshape(2, 2).astype(m.dtype))
+        i += 4
+        if p is None:
+            out_p.append(None)
+        else:
+            out_p.append(v[i].astype(jnp.result_type(p)))
+            i += 1
+    return c, off, tuple(out_p), tuple(out_m)
+
+
+def _image_from_folded(plan, folded):
+    """Image (ny, nx) of the folded k array (n/2+1, n) in FFT order (columns: ky bins)."""
+    n = plan.n_fft
+    return jnp.fft.irfft2(folded.T, s=(n, n))[: plan.ny, : plan.nx]
+
+
+def _folded_adjoint(plan, img_ct, dtype):
+    """Cotangent (n/2+1, n) complex of the folded array, for the pairing Re sum(ct x)."""
+    n = plan.n_fft
+    spec = jax.ShapeDtypeStruct((n // 2 + 1, n), jnp.result_type(dtype, jnp.complex64))
+    (ct,) = jax.linear_transpose(functools.partial(_image_from_folded, plan), spec)(img_ct)
+    return ct
+
+
+def _unfold_rows(plan, ct):
+    """(n/2+1, n) in FFT order -> (n/2+1, m) on the grid rows (row y: ky bin (y - h) mod n)."""
+    n, kf = plan.n_fft, plan.k_fold
+    if kf == 1:
+        return ct  # rows already in FFT order (see _factored._grid)
+    h = kf * n // 2
+    return jnp.tile(jnp.roll(ct, h % n, axis=1), (1, kf))
+
+
+def _keep(z):
+    """Complex ``z`` unchanged, computed once: a complex sum is a fusion boundary for XLA CPU.
+
+    Like ``_factored._materialise``, but complex: a real sum would be taken over by a YNNPACK
+    fusion that then also absorbs the consumer's broadcast, writing it out grid-sized.
+    """
+    return jnp.stack([z, jnp.zeros_like(z)], -1).sum(-1)
+
+
+def _fresh(kx, ky, off, j):
+    """kx, ky unchanged, but distinct values for XLA (a runtime zero, ``0 * (o_x + j)``).
+
+    XLA CSE would otherwise merge the radial grids of every base with each other and with
+    the forward draw's, and then write them out grid-sized (it does not fuse an expensive
+    op, exp or a divide, into several consumers): recomputing them in each fused pass is
+    cheaper for closed forms (paper plan: value_and_grad 6.7x -> 3.8x the forward, loaded).
+    """
+    zero = 0.0 * (off[0] + (j + 1.0))
+    return kx + zero, ky + zero
+
+
+def _specs(kinds, ps):
+    """The base grids: ('c',), ('o',), ('q', i) per non-Gaussian component, ('p', i)."""
+    specs = [("c",), ("o",)]
+    for i, (kind, p) in enumerate(zip(kinds, ps)):
+        if kind != "gaussian":  # Gaussian: dF/dq = -F/2, its base is -c/2 W_c
+            specs.append(("q", i))
+        if p is not None:
+            specs.append(("p", i))
+    return specs
+
+
+def _base(spec, c, qr, qi, ev):
+    """One base grid (see the module docstring); ``ev``: per component (F, dF/dq, dF/dp)."""
+    prod = lambda xs: functools.reduce(jnp.multiply, xs, 1.0)  # noqa: E731
+    fs = [e[0] for e in ev]
+    if spec[0] == "c":
+        return qr * prod(fs)
+    if spec[0] == "o":
+        return qi * (c * prod(fs))
+    i = spec[1]
+    deriv = ev[i][1] if spec[0] == "q" else ev[i][2]
+    return qr * (c * prod(fs[:i] + fs[i + 1 :])) * deriv
+
+
+def tangent_transpose(plan, kinds, primals, img_ct):
+    """Transpose of the tangent map: image cotangent (ny, nx) -> flat scalar cotangent.
+
+    Args:
+      plan, kinds: as for :func:`~jaxsky.render._factored.factored_image` (static).
+      primals: (c, off, ps, ms) at which the tangent map is linearised.
+      img_ct: float[ny, nx] cotangent of the image.
+
+    Returns:
+      float[flat_size] cotangent of the :func:`pack` ed scalar tangents.
+    """
+    from jaxsky.render._factored_grad import radial_derivs
+
+    c, off, ps, ms = primals
+    kx, ky, cols, rows = _grid(plan)
+    dtype = kx.dtype
+    exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows)
+    # P = folded cotangent (unfolded onto the rows) x the ky phases: (n/2+1, m), and the kx
+    # phases (kf, n/2+1, 1), both complex and computed once (see _keep).
+    f = _unfold_rows(plan, _folded_adjoint(plan, img_ct.astype(dtype), dtype))
+    p = f * _keep(jax.lax.complex(eyr, eyi))
+    e = _keep(jax.lax.complex(exr, exi))
+    pr, pi, er, ei = jnp.real(p), jnp.imag(p), jnp.real(e), jnp.imag(e)
+    # Q = P x the kx phases on the grid (kf, n/2+1, m): the cotangent of K for Re(Q K').
+    qr, qi = pr * er - pi * ei, pr * ei + pi * er
+
+    def evaluate(i, grid):
+        return radial_derivs(kinds[i], ps[i], _quad(ms[i], *grid))
+
+    # Table look-ups (gathers) are evaluated once for all the bases (recomputing them per
+    # base costs more than XLA writing them out); closed forms once per base.
+    shared = _fresh(kx, ky, off, 0)
+    tables = {i: evaluate(i, shared) for i, k in enumerate(kinds) if k in _TABLES}
+    shape = kx.shape[:2] + ky.shape
+    vy = jnp.stack([jnp.ones_like(ky), ky, ky * ky], axis=-1)  # (m, 3)
+    specs = _specs(kinds, ps)
+    s = []
+    for j, spec in enumerate(specs):
+        grid = _fresh(kx, ky, off, j + 1)
+        ev = [tables[i] if i in tables else evaluate(i, grid) for i in range(len(kinds))]
+        # One fused pass and one GEMM per base (not a stack of them: XLA CPU emits a
+        # concatenation as branchy scalar code, several times slower).
+        s.append(jnp.broadcast_to(_base(spec, c, qr, qi, ev), shape) @ vy)
+    kx2 = kx[..., 0]
+    vx = jnp.stack([jnp.ones_like(kx2), kx2, kx2 * kx2], axis=-1)  # (kf, n/2+1, 3)
+    mom = jnp.einsum("jabq,abp->jpq", jnp.stack(s), vx)  # mom[j, a, b] = sum W_j kx^a ky^b
+    index = {spec: j for j, spec in enumerate(specs)}
+    o = mom[index[("o",)]]
+    out = [mom[0, 0, 0], o[1, 0], o[0, 1]]  # c, o_x, o_y
+    for i, (kind, p_i) in enumerate(zip(kinds, ps)):
+        mq = -0.5 * c * mom[0] if kind == "gaussian" else mom[index[("q", i)]]
+        out += [mq[2, 0], mq[1, 1], mq[1, 1], mq[0, 2]]  # M_00, M_01, M_10, M_11
+        if p_i is not None:
+            out.append(mom[index[("p", i)], 0, 0])
+    return jnp.stack(out).astype(dtype)
+
+
+def solve_pair(tangent_map, transpose_map, p_flat, img_shape):
+    """(p, L p) through ``custom_linear_solve``, so that reverse mode calls ``transpose_map``.
+
+    Args:
+      tangent_map: L, flat (T,) -> image ``img_shape`` (differentiable JAX code).
+      transpose_map: L^T, image -> flat (T,).
+      p_flat: the (T,) tangent vector.
+
+    Returns:
+      The image tangent L p_flat.
+    """
+    t = p_flat.shape[0]
+    size = int(np.prod(img_shape))
+    dtype = p_flat.dtype
+
+    def split(v):
+        return v[:t], v[t:]
+
+    def n_map(v):  # N (p, y) = (0, L p)
+        p, _ = split(v)
+        return jnp.concatenate([jnp.zeros((t,), dtype), tangent_map(p).reshape(size)])
+
+    def matvec(v):  # A = I - N
+        return v - n_map(v)
+
+    def solve(_, b):  # A^{-1} = I + N (N^2 = 0)
+        return b + n_map(b)
+
+    def transpose_solve(_, b):  # A^{-T} = I + N^T, N^T (p, y) = (L^T y, 0)
+        _, y = split(b)
+        return b + jnp.concatenate([transpose_map(y.reshape(img_shape)), jnp.zeros((size,), dtype)])
+
+    # The image half of b starts at 0: concatenated to p, so the whole of b is a tangent
+    # (the transpose rule of custom_linear_solve requires every leaf of b to be linear).
+    b = jnp.concatenate([p_flat, jnp.zeros((size,), dtype)])
+    x = jax.lax.custom_linear_solve(matvec, b, solve, transpose_solve)
+    return x[t:].reshape(img_shape)

@@ -306,15 +306,16 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_
     """Yield (plan, indices) as blocks of the batch are planned (numpy leaves).
 
     A plan's chunks are yielded as soon as ``chunk`` galaxies need it, so the device draws
-    them while the host plans the next block; the left-overs (fewer than ``chunk`` per plan)
-    are merged at the end as :func:`_group_by_plan` merges small groups.
+    them while the host plans the next block. At the end, a plan's left-overs (fewer than
+    ``chunk``) are drawn with it if ``chunk`` or more galaxies needed it in all; those of rarer
+    plans are merged as :func:`_group_by_plan` merges small groups.
     """
     scale = check_static_positive("scale", scale)
     flags = batch_flags(objs)
     leaves, tree = jax.tree_util.tree_flatten(objs)
     keys = np.zeros((nbatch, 3), int)
     ok_all = np.ones(nbatch, bool)
-    waiting = {}
+    waiting, total = {}, {}
     for start in range(0, nbatch, block):
         ids = np.arange(start, min(nbatch, start + block))
         sub = jax.tree_util.tree_unflatten(
@@ -326,6 +327,7 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_
         for key in np.unique(keys[ids], axis=0):
             key = tuple(int(v) for v in key)
             mine = ids[(keys[ids] == key).all(axis=1)]
+            total[key] = total.get(key, 0) + len(mine)
             have = np.concatenate([waiting.pop(key, np.array([], int)), mine])
             full = len(have) - len(have) % chunk
             if full:
@@ -336,6 +338,11 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_
             if full < len(have):
                 waiting[key] = have[full:]
     _warn_caps(ok_all, gsparams)
+    for key in [k for k in waiting if total[k] >= chunk]:
+        yield (
+            DrawPlan(nx, ny, scale, key[0], key[1], method != "no_pixel", key[2]),
+            waiting.pop(key),
+        )
     if waiting:
         rest = np.sort(np.concatenate(list(waiting.values())))
         yield from _merge_groups(nx, ny, scale, method, *keys[rest].T, rest, chunk).items()

@@ -205,6 +205,9 @@ def main(argv=None):
         device=str(dev),
         platform=dev.platform,
         cpu_cores=cores,
+        # XLA's CPU pool size (import jaxsky sets NPROC=8 on < 8 cores: jaxsky._cpu_pool);
+        # it changes CPU rendering speed by up to ~25% on 2 cores.
+        nproc=os.environ.get("NPROC"),
         machine=platform.machine(),
         quick=args.quick,
         batch=b,
@@ -244,10 +247,17 @@ def main(argv=None):
     print(markdown(result))
 
 
+def _pool_text(r):
+    if "nproc" not in r:
+        return "not recorded"
+    return f"NPROC={r['nproc']}" if r["nproc"] else "NPROC unset (one thread per core)"
+
+
 def markdown(r):
     lines = [
         f"Device: {r['device']} ({r['cpu_cores']} CPU cores), jaxsky {r['jaxsky']}, "
-        f"GalSim {r['galsim']}, JAX {r['jax']}; batch {r['batch']}.",
+        f"GalSim {r['galsim']}, JAX {r['jax']}; batch {r['batch']}; "
+        f"XLA CPU pool: {_pool_text(r)}.",
         "",
         "| case | accuracy level | GalSim img/s (1 core) | jaxsky img/s | "
         "ratio vs GalSim x cores | jaxsky max err/peak | first call s | host planning s |",

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import jax.numpy as jnp
 
 from jaxsky.render import _tables, _transpose
-from jaxsky.render._factored import _TABLES, _grid, _linear, _materialise, _phases, _quad
+from jaxsky.render._factored import (
+    _TABLES,
+    _grid,
+    _linear,
+    _materialise,
+    _phases,
+    _quad,
+    closed_form,
+)
 from jaxsky.render.profiles import _log_k
 
 __all__ = ["factored_jvp", "radial_derivs", "tangent_image"]
@@ -23,15 +30,8 @@ __all__ = ["factored_jvp", "radial_derivs", "tangent_image"]
 
 def radial_derivs(kind, p, q):
     """(F, dF/dq, dF/dp or None) on the grid; finite everywhere (q = 0 included)."""
-    if kind == "gaussian":
-        f = jnp.exp(-0.5 * q)
-        return f, -0.5 * f, None
-    if kind == "exponential":
-        # F = x^(-3/2), dF/dq = -3/2 x^(-5/2), x = 1 + q: powers of one rsqrt (no divides,
-        # which XLA CPU evaluates at several times the cost of a multiply).
-        s = jax.lax.rsqrt(1.0 + q)
-        f = s * s * s
-        return f, -1.5 * f * (s * s), None
+    if kind not in _TABLES:
+        return (*closed_form(kind, q), None)
     u, pos = _log_k(q)
     tail = "power" if kind == "sersic" else None
     f, f_u, f_p = _tables.eval_table_derivs(kind, p, u, tail)

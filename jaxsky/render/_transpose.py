@@ -24,7 +24,9 @@ closed-form radial grids are recomputed in every base's pass on a k grid XLA can
 with the forward's or another base's (:func:`_fresh`; shared, XLA writes them out and
 value_and_grad costs 6.5x the forward instead of 3.7x); table look-ups are evaluated once
 and shared (recomputing their gathers per base costs ~3x more); the 1-D phases are kept as
-complex arrays (:func:`_keep`).
+complex arrays before :func:`~jaxsky.render._factored._materialise` (a real sum there
+would be taken over by a YNNPACK fusion that also absorbs the consumer's broadcast and
+writes it out grid-sized; a complex sum is a fusion boundary).
 :func:`solve_pair` wraps L and this transpose in ``jax.lax.custom_linear_solve`` (the only
 JAX primitive with a user-supplied transpose that also has JVP and batching rules): the
 block map A = I - N, N = [[0, 0], [L, 0]] on (p, image), has N^2 = 0, so A^{-1} = I + N and
@@ -41,7 +43,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsky.render._factored import _TABLES, _grid, _phases, _quad
+from jaxsky.render._factored import (
+    _TABLES,
+    _grid,
+    _materialise,
+    _phases,
+    _quad,
+    image_from_folded,
+)
 
 __all__ = ["flat_size", "pack", "solve_pair", "tangent_transpose", "unpack"]
 
@@ -77,17 +86,11 @@ def unpack(v, ps, like):
     return c, off, tuple(out_p), tuple(out_m)
 
 
-def _image_from_folded(plan, folded):
-    """Image (ny, nx) of the folded k array (n/2+1, n) in FFT order (columns: ky bins)."""
-    n = plan.n_fft
-    return jnp.fft.irfft2(folded.T, s=(n, n))[: plan.ny, : plan.nx]
-
-
 def _folded_adjoint(plan, img_ct, dtype):
     """Cotangent (n/2+1, n) complex of the folded array, for the pairing Re sum(ct x)."""
     n = plan.n_fft
     spec = jax.ShapeDtypeStruct((n // 2 + 1, n), jnp.result_type(dtype, jnp.complex64))
-    (ct,) = jax.linear_transpose(functools.partial(_image_from_folded, plan), spec)(img_ct)
+    (ct,) = jax.linear_transpose(functools.partial(image_from_folded, plan), spec)(img_ct)
     return ct
 
 
@@ -98,15 +101,6 @@ def _unfold_rows(plan, ct):
         return ct  # rows already in FFT order (see _factored._grid)
     h = kf * n // 2
     return jnp.tile(jnp.roll(ct, h % n, axis=1), (1, kf))
-
-
-def _keep(z):
-    """Complex ``z`` unchanged, computed once: a complex sum is a fusion boundary for XLA CPU.
-
-    Like ``_factored._materialise``, but complex: a real sum would be taken over by a YNNPACK
-    fusion that then also absorbs the consumer's broadcast, writing it out grid-sized.
-    """
-    return jnp.stack([z, jnp.zeros_like(z)], -1).sum(-1)
 
 
 def _fresh(kx, ky, off, j):
@@ -163,10 +157,10 @@ def tangent_transpose(plan, kinds, primals, img_ct):
     dtype = kx.dtype
     exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows)
     # P = folded cotangent (unfolded onto the rows) x the ky phases: (n/2+1, m), and the kx
-    # phases (kf, n/2+1, 1), both complex and computed once (see _keep).
+    # phases (kf, n/2+1, 1), both complex and computed once (complex: see the docstring).
     f = _unfold_rows(plan, _folded_adjoint(plan, img_ct.astype(dtype), dtype))
-    p = f * _keep(jax.lax.complex(eyr, eyi))
-    e = _keep(jax.lax.complex(exr, exi))
+    p = f * _materialise(jax.lax.complex(eyr, eyi))
+    e = _materialise(jax.lax.complex(exr, exi))
     pr, pi, er, ei = jnp.real(p), jnp.imag(p), jnp.real(e), jnp.imag(e)
     # Q = P x the kx phases on the grid (kf, n/2+1, m): the cotangent of K for Re(Q K').
     qr, qi = pr * er - pi * ei, pr * ei + pi * er

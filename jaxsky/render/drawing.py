@@ -316,6 +316,10 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_
     keys = np.zeros((nbatch, 3), int)
     ok_all = np.ones(nbatch, bool)
     waiting, total = {}, {}
+
+    def plan_of(key):
+        return DrawPlan(nx, ny, scale, key[0], key[1], method != "no_pixel", key[2])
+
     for start in range(0, nbatch, block):
         ids = np.arange(start, min(nbatch, start + block))
         sub = jax.tree_util.tree_unflatten(
@@ -331,18 +335,12 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=_
             have = np.concatenate([waiting.pop(key, np.array([], int)), mine])
             full = len(have) - len(have) % chunk
             if full:
-                yield (
-                    DrawPlan(nx, ny, scale, key[0], key[1], method != "no_pixel", key[2]),
-                    have[:full],
-                )
+                yield plan_of(key), have[:full]
             if full < len(have):
                 waiting[key] = have[full:]
     _warn_caps(ok_all, gsparams)
     for key in [k for k in waiting if total[k] >= chunk]:
-        yield (
-            DrawPlan(nx, ny, scale, key[0], key[1], method != "no_pixel", key[2]),
-            waiting.pop(key),
-        )
+        yield plan_of(key), waiting.pop(key)
     if waiting:
         rest = np.sort(np.concatenate(list(waiting.values())))
         yield from _merge_groups(nx, ny, scale, method, *keys[rest].T, rest, chunk).items()
@@ -358,22 +356,22 @@ def _group_by_plan(objs, nx, ny, scale, method, gsparams, nbatch, min_group):
 
 def _merge_groups(nx, ny, scale, method, n_fft, k_fold, rings, ids, min_group):
     """{plan: indices} for galaxies ``ids`` with the given sizes, small groups merged."""
+    # Positions into ``ids`` while merging; the galaxies' own indices at the end.
+    pos = np.arange(len(ids))
     # A size class with fewer than ``min_group`` galaxies joins the next larger one.
     merged = []
     for kf in np.unique(k_fold):
-        members = [(c, ids[(n_fft == c) & (k_fold == kf)]) for c in np.unique(n_fft)]
+        members = [(c, pos[(n_fft == c) & (k_fold == kf)]) for c in np.unique(n_fft)]
         merged += [(int(c), int(kf), idx) for c, idx in _merge_small(members, min_group)]
-    ring_of = dict(zip(ids.tolist(), rings.tolist()))
     # Split each group by the rings of copies its members need corrected (fewer rings,
     # cheaper draws); a ring count with fewer than ``min_group`` members joins the next
     # larger one. Merged members needed their rings at a smaller period: conservative.
     groups = {}
     for c, kf, idx in merged:
-        r_idx = np.array([ring_of[i] for i in idx.tolist()], int)
         for r, sub in _merge_small(
-            [(r, idx[r_idx == r]) for r in range(int(rings.max()) + 1)], min_group
+            [(r, idx[rings[idx] == r]) for r in range(int(rings.max()) + 1)], min_group
         ):
-            groups[DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", r)] = sub
+            groups[DrawPlan(nx, ny, scale, c, kf, method != "no_pixel", r)] = ids[sub]
     return groups
 
 

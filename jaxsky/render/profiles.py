@@ -85,6 +85,17 @@ class _Radial(GSObject):
         eye = jnp.eye(2, dtype=jnp.result_type(size))
         return self._flux, jnp.zeros(2, eye.dtype), ((self._kind, p, size * size * eye),)
 
+    def _log_unit_sb_np(self, r):
+        """log of the unit-flux surface brightness at radius ``r`` (numpy, for planning)."""
+        raise NotImplementedError
+
+    def _sb_np(self, r, bound=True):
+        return np.asarray(self._flux, float) * np.exp(self._log_unit_sb_np(r))
+
+    def _log_sb_np(self, r, bound=True):
+        with np.errstate(invalid="ignore"):  # a negative flux has no log (nan)
+            return np.log(np.asarray(self._flux, float)) + self._log_unit_sb_np(r)
+
     def _size2_np(self):
         """Squared characteristic size (arcsec^2) used to judge far-field approximations."""
         size = self.fwhm if hasattr(self, "fwhm") else self.half_light_radius
@@ -126,13 +137,9 @@ class Gaussian(_Radial):
     def _maxk_np(self, threshold):
         return math.sqrt(-2.0 * math.log(threshold)) / np.asarray(self.sigma, float)
 
-    def _sb_np(self, r, bound=True):
+    def _log_unit_sb_np(self, r):
         s2 = np.asarray(self.sigma, float) ** 2
-        return np.asarray(self._flux, float) / (2 * np.pi * s2) * np.exp(-0.5 * r * r / s2)
-
-    def _log_sb_np(self, r, bound=True):
-        s2 = np.asarray(self.sigma, float) ** 2
-        return np.log(np.asarray(self._flux, float) / (2 * np.pi * s2)) - 0.5 * r * r / s2
+        return -np.log(2 * np.pi * s2) - 0.5 * r * r / s2
 
     def _enclosed_np(self, r):
         return -np.expm1(-0.5 * r * r / np.asarray(self.sigma, float) ** 2)
@@ -171,13 +178,9 @@ class Exponential(_Radial):
     def _maxk_np(self, threshold):
         return math.sqrt(threshold ** (-2.0 / 3.0) - 1.0) / np.asarray(self.scale_radius, float)
 
-    def _sb_np(self, r, bound=True):
+    def _log_unit_sb_np(self, r):
         r0 = np.asarray(self.scale_radius, float)
-        return np.asarray(self._flux, float) / (2 * np.pi * r0 * r0) * np.exp(-r / r0)
-
-    def _log_sb_np(self, r, bound=True):
-        r0 = np.asarray(self.scale_radius, float)
-        return np.log(np.asarray(self._flux, float) / (2 * np.pi * r0 * r0)) - r / r0
+        return -np.log(2 * np.pi * r0 * r0) - r / r0
 
     def _enclosed_np(self, r):
         # Enclosed flux of an exponential disk is P(2, r / r0).
@@ -310,18 +313,12 @@ class Sersic(_Radial):
             self.half_light_radius, float
         )
 
-    def _sb_np(self, r, bound=True):
+    def _log_unit_sb_np(self, r):
         n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
         b = _sersic_b_np(n)
         # I(r) = flux b^2n / (2 pi n Gamma(2n) re^2) exp(-b (r/re)^(1/n))
         log_i0 = 2 * n * np.log(b) - np.log(2 * np.pi * n * re * re) - sps.gammaln(2 * n)
-        return np.asarray(self._flux, float) * np.exp(log_i0 - b * (r / re) ** (1.0 / n))
-
-    def _log_sb_np(self, r, bound=True):
-        n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
-        b = _sersic_b_np(n)
-        log_i0 = 2 * n * np.log(b) - np.log(2 * np.pi * n * re * re) - sps.gammaln(2 * n)
-        return np.log(np.asarray(self._flux, float)) + log_i0 - b * (r / re) ** (1.0 / n)
+        return log_i0 - b * (r / re) ** (1.0 / n)
 
     def _enclosed_np(self, r):
         n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
@@ -385,19 +382,9 @@ class Moffat(_Radial):
         beta = np.asarray(self.beta, float)
         return _table_maxk("moffat", beta, threshold) / np.asarray(self.scale_radius, float)
 
-    def _sb_np(self, r, bound=True):
+    def _log_unit_sb_np(self, r):
         beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
-        return (
-            np.asarray(self._flux, float)
-            * (beta - 1)
-            / (np.pi * rd * rd)
-            * (1 + (r / rd) ** 2) ** (-beta)
-        )
-
-    def _log_sb_np(self, r, bound=True):
-        beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
-        norm = np.asarray(self._flux, float) * (beta - 1) / (np.pi * rd * rd)
-        return np.log(norm) - beta * np.log1p((r / rd) ** 2)
+        return np.log((beta - 1) / (np.pi * rd * rd)) - beta * np.log1p((r / rd) ** 2)
 
     def _enclosed_np(self, r):
         # Enclosed flux: 1 - (1 + r^2/r_d^2)^(1 - beta).

@@ -52,9 +52,15 @@ def _ring_sum(obj, plan, shifts, step, min_intervals):
     wx, xc = _coarse_interp(plan.nx, p, step, min_intervals)
     wy, yc = _coarse_interp(plan.ny, p, step, min_intervals)
     shifts = np.array(shifts)
-    xs = jnp.asarray(xc[None, None, :] + shifts[:, :1, None] * period, dtype)  # (C, 1, mx)
-    ys = jnp.asarray(yc[None, :, None] + shifts[:, 1:, None] * period, dtype)  # (C, my, 1)
-    total = obj.far_xvalue(xs, ys).sum(axis=0)
+    xs, ys = np.broadcast_arrays(
+        xc[None, None, :] + shifts[:, :1, None] * period,  # (C, 1, mx)
+        yc[None, :, None] + shifts[:, 1:, None] * period,  # (C, my, 1)
+    )
+    # Evaluated on one flat (C my mx,) array: XLA CPU vectorises a long contiguous loop, but
+    # not the broadcast (C, my, mx) one with its short (~9) inner extent (ring 1 of Sersic x
+    # Moffat 64: 17 -> 6 us per image).
+    flat = obj.far_xvalue(jnp.asarray(xs.ravel(), dtype), jnp.asarray(ys.ravel(), dtype))
+    total = flat.reshape(xs.shape).sum(axis=0)
     tiny = jnp.finfo(dtype).tiny
     log_a = jnp.log(jnp.maximum(total, tiny))
     fine = jnp.asarray(wy, dtype) @ log_a @ jnp.asarray(wx, dtype).T

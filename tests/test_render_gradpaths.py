@@ -16,11 +16,13 @@ from jaxsky.render import _factored, _tables, drawing
 def test_eval_table_derivs_match_eval_table(x64, name, tail, p):
     # The per-coefficient gathers give eval_table's value (its own stacked gather) to
     # rounding, and derivatives equal to central differences of eval_table, across all three
-    # pieces (below the grid, inside, above it; the joins themselves are left out).
+    # pieces (below the grid, inside, above it, past the continuation knots; the joins
+    # themselves are left out).
     tab = _tables.load_table(name, "float64")
     u_last = tab.u0 + (tab.n_u - 1) * tab.du
-    u = np.linspace(-14.0, 10.0, 3000)
-    u = jnp.asarray(u[(np.abs(u - tab.u0) > 1e-3) & (np.abs(u - u_last) > 1e-3)])
+    ends = (tab.u0 - _tables._LOW * tab.du, u_last + _tables._HIGH * tab.du)  # of the knots
+    u = np.linspace(-14.0, 14.0, 3000)
+    u = jnp.asarray(u[np.min(np.abs(u[:, None] - np.array([tab.u0, u_last, *ends])), 1) > 1e-3])
     f, f_u, f_p = _tables.eval_table_derivs(name, p, u, tail)
     ref = _tables.eval_table(name, p, u, tail)
     np.testing.assert_allclose(f, ref, rtol=1e-12, atol=1e-14 * float(jnp.abs(ref).max()))

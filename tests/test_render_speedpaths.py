@@ -13,8 +13,7 @@ from jaxsky.render import _planning, _tables, drawing
 def _reference_table(name, p, u, tail):
     """The plain composition (autodiff goes through the gathers)."""
     tab = _tables.load_table(name, jnp.result_type(float).name)
-    slope = -(2.0 + 1.0 / p) if tail == "power" else None
-    return _tables.eval_u(tab, *_tables.slice_p(tab, p), u, high_slope=slope)
+    return _tables.eval_u(tab, *_tables.slice_p(tab, p), u, p, tail)
 
 
 # Shape parameters at both ends of the tables, on and off the grid nodes.
@@ -25,7 +24,7 @@ CASES = [("sersic", "power", p) for p in (0.3, 2.345, 6.2)] + [
 
 @pytest.mark.parametrize("name,tail,p", CASES)
 def test_eval_table_matches_plain_composition(x64, name, tail, p):
-    u = jnp.linspace(-11.0, 10.0, 801)  # beyond both ends of the u-grid
+    u = jnp.linspace(-13.0, 13.0, 801)  # beyond both ends of the u-grid and of its knots
     w = jnp.sin(3.0 * u)
     ref = _reference_table(name, p, u, tail)
     new = _tables.eval_table(name, p, u, tail)
@@ -35,7 +34,7 @@ def test_eval_table_matches_plain_composition(x64, name, tail, p):
     g_ref = jax.grad(loss_ref, argnums=(0, 1))(p, u)
     g_new = jax.grad(loss_new, argnums=(0, 1))(p, u)
     assert np.all(np.isfinite(g_new[0])) and np.all(np.isfinite(g_new[1]))
-    np.testing.assert_allclose(g_new[0], g_ref[0], rtol=1e-10)
+    np.testing.assert_allclose(g_new[0], g_ref[0], rtol=1e-9)  # sums of 801 terms
     np.testing.assert_allclose(g_new[1], g_ref[1], rtol=1e-10, atol=1e-12)
 
 
@@ -173,3 +172,30 @@ def test_vmap_batch_of_one_kfold(batch):
     plan = jaxsky.DrawPlan(33, 33, 0.2, n_fft=108, k_fold=3, alias_rings=1)
     imgs = np.asarray(jaxsky.draw_batch(obj, nx=33, ny=33, scale=0.2, plan=plan, chunk_size=batch))
     assert np.abs(imgs - ref).max() <= 2e-4 * ref.max()
+
+
+@pytest.mark.parametrize(
+    "name,tail,p", [("sersic", "power", 0.8), ("sersic", "power", 6.2), ("moffat", None, 3.3)]
+)
+def test_table_continuation_knots_follow_the_analytic_laws(x64, name, tail, p):
+    # Beyond the u-grid the spline runs over knots that hold 1 - F ~ k^2 below and the
+    # Sersic cusp's power law F ~ k^-(2 + 1/n) above (no exp per wave-number); past them
+    # F = 1 and 0 (where the laws are below ~1e-9 and ~1.4e-8 of the flux).
+    tab = _tables.load_table(name, "float64")
+    u0, u_last = tab.u0, tab.u0 + (tab.n_u - 1) * tab.du
+    lo, hi = u0 - _tables._LOW * tab.du, u_last + _tables._HIGH * tab.du
+    f0, f_last = (float(_tables.eval_table(name, p, jnp.asarray(v), tail)) for v in (u0, u_last))
+    u = jnp.linspace(lo + 1e-3, u0, 301)
+    law = (1.0 - f0) * np.exp(2.0 * (u - u0))
+    got = 1.0 - _tables.eval_table(name, p, u, tail)
+    np.testing.assert_allclose(got, law, rtol=1e-6, atol=1e-15)  # 1 - F: float64 rounding
+    # Above: the law from the second interval on (the first joins the table's own slope).
+    u = jnp.linspace(u_last + tab.du, hi - 1e-3, 301)
+    got = _tables.eval_table(name, p, u, tail)
+    if tail == "power":
+        np.testing.assert_allclose(got, f_last * np.exp(-(2.0 + 1.0 / p) * (u - u_last)), rtol=1e-6)
+        assert abs(f_last) * np.exp(-(2.0 + 1.0 / p) * (hi - u_last)) < 1.5e-8
+    else:
+        np.testing.assert_allclose(got, 0.0, atol=1e-25)
+    past = _tables.eval_table(name, p, jnp.array([lo - 1.0, hi + 1.0]), tail)
+    np.testing.assert_array_equal(past, [1.0, 0.0])

@@ -8,7 +8,7 @@ interpolant. Evaluation for one profile is two steps:
 
 1. :func:`slice_p` interpolates along p (cubic Hermite) to get F and dF/du on the u-grid;
 2. :func:`eval_u` evaluates the resulting 1-D cubic Hermite spline at every wave-number,
-   with analytic extrapolation beyond the grid.
+   continued beyond the grid by extra knots that hold the analytic laws there.
 
 :func:`eval_table` does both with a hand-written JVP (what the profiles use): its
 backward pass is elementwise, with no scatter-add into the per-profile spline.
@@ -106,38 +106,23 @@ def slice_p(tab: FTTable, p):
     return f, fu
 
 
-def eval_u(tab: FTTable, f, fu, u, high_slope=None):
-    """Evaluate the 1-D spline (f, fu on the u-grid) at ``u`` (any shape).
+def eval_u(tab: FTTable, f, fu, u, p=None, tail=None):
+    """Evaluate the 1-D spline (f, fu on the u-grid of shape parameter ``p``) at ``u``.
 
-    Below the grid, 1 - F is continued as ~ k^2 (finite second moment; for Moffat with
-    beta < 2 the true law is k^(2 beta - 2), a negligible difference at k r < 5e-5).
-    Above the grid, F is continued as ``F_last (k / k_last)^high_slope``
-    (``high_slope=None``: zero, for transforms that decay exponentially).
+    The plain composition (autodiff goes through the gathers) that :func:`eval_table`
+    computes with a hand-written JVP. Beyond the grid the spline runs on over the
+    continuation knots of :func:`_continued`: below it 1 - F ~ k^2 (a finite second moment;
+    for Moffat with beta < 2 the true law is k^(2 beta - 2), a negligible difference at
+    k r < 5e-5), above it F ~ F_last (k / k_last)^-(2 + 1/p) for ``tail='power'`` (the Sersic
+    cusp) or 0 (``tail=None``: transforms that decay exponentially); past the knots F = 1
+    and 0.
     """
-    u_last = tab.u0 + (tab.n_u - 1) * tab.du
-    # Per-interval cubic coefficients: one gather per point instead of four.
-    h = tab.du
-    c0, c1 = f[:-1], h * fu[:-1]
-    c2 = 3 * (f[1:] - f[:-1]) - h * (2 * fu[:-1] + fu[1:])
-    c3 = 2 * (f[:-1] - f[1:]) + h * (fu[:-1] + fu[1:])
-    coef = jnp.stack([c0, c1, c2, c3], axis=-1)
-
-    uc = jnp.clip(u, tab.u0, u_last)
-    x = (uc - tab.u0) / h
-    j = jnp.clip(jnp.floor(x), 0, tab.n_u - 2).astype(jnp.int32)
-    t = x - j
+    f, fu = _continued(tab, p, f, fu, tail=tail)
+    coef = jnp.stack(_spline_coef(f, fu, tab.du), axis=-1)
+    j, t, below, above = _locate(tab, u)
     c = coef[j]
     inner = c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))
-
-    # Low-k continuation (k r < e^u0 ~ 5e-5, only ever reached for tiny profiles):
-    # 1 - F = (1 - f0) (k / k0)^2, the k^2 law of a finite second moment. A fixed slope keeps
-    # the gradient finite even where 1 - f0 rounds to 0 in float32.
-    low = 1.0 - (1.0 - f[0]) * jnp.exp(2.0 * jnp.minimum(u - tab.u0, 0.0))
-    out = jnp.where(u < tab.u0, low, inner)
-    if high_slope is None:
-        return jnp.where(u > u_last, 0.0, out)
-    high = f[-1] * jnp.exp(high_slope * jnp.maximum(u - u_last, 0.0))
-    return jnp.where(u > u_last, high, out)
+    return jnp.where(below, 1.0, jnp.where(above, 0.0, inner))
 
 
 # --------------------------------------------------------------------------- fused, with JVP
@@ -175,44 +160,82 @@ def _combine(w, rows):
     return w[0] * rows[0] + w[1] * rows[1] + w[2] * rows[2] + w[3] * rows[3]
 
 
+# The continuations beyond the u-grid as extra knots of the per-profile spline: one cubic
+# look-up then covers them, with no transcendental per wave-number (XLA CPU evaluates a
+# loop with a gather one point at a time, where each exp costs ~5 ns: the continuations'
+# exp made the two tables of random-n Sersic x Moffat ~35% of a draw). Below the grid
+# (k r < e^u0 ~ 5e-5) 1 - F ~ k^2 for _LOW knots (2 in u), then F = 1; above it the Sersic
+# cusp's power law F ~ k^-(2 + 1/n) for _HIGH knots (4 in u: F falls by e^-8.7 or more,
+# to <= 1.4e-8 of the flux), then F = 0 (transforms that decay exponentially: 0 at once).
+_LOW, _HIGH = 100, 200
+
+
+def _continued(tab, p, f, fu, fp=None, fpu=None, tail=None):
+    """(F, dF/du) on the u-grid with the continuation knots added at both ends.
+
+    With ``fp, fpu`` (dF/dp and d2F/dpdu on the grid) returns those continued as well.
+    """
+    dtype = f.dtype
+    a = jnp.asarray(-2.0 * tab.du * np.arange(_LOW, 0, -1), dtype)  # 2 (u - u0) below the grid
+    e_lo = jnp.exp(a)
+    # Below: F = 1 - (1 - f0) e^(2 (u - u0)), a finite second moment's k^2 law.
+    f_lo, fu_lo = 1.0 - (1.0 - f[0]) * e_lo, -2.0 * (1.0 - f[0]) * e_lo
+    d = jnp.asarray(tab.du * np.arange(1, _HIGH + 1), dtype)  # u - u_last above the grid
+    if tail == "power":  # Above: F = f_last e^(s (u - u_last)), s = -(2 + 1/p).
+        slope = -(2.0 + 1.0 / p)
+        e_hi = jnp.exp(slope * d)
+        f_hi, fu_hi = f[-1] * e_hi, slope * f[-1] * e_hi
+    else:
+        f_hi = fu_hi = jnp.zeros(_HIGH, dtype)
+    out = (jnp.concatenate([f_lo, f, f_hi]), jnp.concatenate([fu_lo, fu, fu_hi]))
+    if fp is None:
+        return out
+    # d/dp of the same: below fp0 e, 2 fp0 e; above (ds/dp = 1/p^2) fp_last e + F d / p^2
+    # and s (that) + F / p^2.
+    fp_lo, fpu_lo = fp[0] * e_lo, 2.0 * fp[0] * e_lo
+    if tail == "power":
+        fp_hi = fp[-1] * e_hi + f_hi * d / (p * p)
+        fpu_hi = slope * fp_hi + f_hi / (p * p)
+    else:
+        fp_hi = fpu_hi = f_hi
+    return out + (jnp.concatenate([fp_lo, fp, fp_hi]), jnp.concatenate([fpu_lo, fpu, fpu_hi]))
+
+
 def _locate(tab, u):
-    u_last = tab.u0 + (tab.n_u - 1) * tab.du
-    x = (jnp.clip(u, tab.u0, u_last) - tab.u0) / tab.du
-    j = jnp.clip(jnp.floor(x), 0, tab.n_u - 2).astype(jnp.int32)
-    return j, x - j, u_last
+    """Interval index, offset in it, and the masks below / above the continued knots."""
+    lo = tab.u0 - _LOW * tab.du
+    n = tab.n_u + _LOW + _HIGH
+    hi = lo + (n - 1) * tab.du
+    x = (jnp.clip(u, lo, hi) - lo) / tab.du
+    j = jnp.clip(jnp.floor(x), 0, n - 2).astype(jnp.int32)
+    return j, x - j, u < lo, u > hi
 
 
 def _horner(c, t):
     return c[0] + t * (c[1] + t * (c[2] + t * c[3]))
 
 
-def _tails(tab, p, u, u_last, tail):
-    """Exponents of the continuations below / above the grid, and the high slope."""
-    slope = -(2.0 + 1.0 / p) if tail == "power" else None
-    dlo = jnp.minimum(u - tab.u0, 0.0)
-    dhi = jnp.maximum(u - u_last, 0.0)
-    z = 2.0 * dlo if slope is None else jnp.where(u < tab.u0, 2.0 * dlo, slope * dhi)
-    return jnp.exp(z), slope, dhi
+def _sliced(tab, p):
+    t, rows_f, rows_fu = _slice_rows(tab, p)
+    w = _hermite_weights(t)
+    return t, rows_f, rows_fu, _combine(w, rows_f), _combine(w, rows_fu)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 3))
 def eval_table(name: str, p, u, tail=None):
     """F(p, u) from table ``name`` at one shape parameter ``p`` and any-shaped ``u = ln(k r)``.
 
-    Same values as ``eval_u(tab, *slice_p(tab, p), u, high_slope)`` with
-    ``high_slope = -(2 + 1/p)`` for ``tail='power'`` (the Sersic cusp) or zero beyond the
-    grid for ``tail=None``; differentiable in ``p`` and ``u`` through a custom JVP.
+    Same values as ``eval_u(tab, *slice_p(tab, p), u, p, tail)`` (``tail='power'``: the
+    Sersic cusp's power law above the grid; None: zero); differentiable in ``p`` and ``u``
+    through a custom JVP.
     """
     tab = load_table(name, jnp.result_type(float).name)
-    t, rows_f, rows_fu = _slice_rows(tab, p)
-    w = _hermite_weights(t)
-    f, fu = _combine(w, rows_f), _combine(w, rows_fu)
+    _, _, _, f, fu = _sliced(tab, p)
+    f, fu = _continued(tab, p, f, fu, tail=tail)
     coef = jnp.stack(_spline_coef(f, fu, tab.du), axis=-1)
-    j, tu, u_last = _locate(tab, u)
+    j, tu, below, above = _locate(tab, u)
     inner = _horner(jnp.moveaxis(coef[j], -1, 0), tu)
-    e, slope, _ = _tails(tab, p, u, u_last, tail)
-    high = 0.0 if slope is None else f[-1] * e
-    return jnp.where(u < tab.u0, 1.0 - (1.0 - f[0]) * e, jnp.where(u > u_last, high, inner))
+    return jnp.where(below, 1.0, jnp.where(above, 0.0, inner))
 
 
 def _gather_horner(cs, j, t):
@@ -232,27 +255,16 @@ def eval_table_derivs(name: str, p, u, tail=None):
     """``(F, dF/du, dF/dp)`` of :func:`eval_table` at ``p`` and any-shaped ``u`` (also the
     factored draw's JVP on whole k-grids)."""
     tab = load_table(name, jnp.result_type(float).name)
-    t, rows_f, rows_fu = _slice_rows(tab, p)
-    w = _hermite_weights(t)
+    t, rows_f, rows_fu, f, fu = _sliced(tab, p)
     dw = [x / tab.dp for x in _hermite_dweights(t)]
-    f, fu = _combine(w, rows_f), _combine(w, rows_fu)
     fp, fpu = _combine(dw, rows_f), _combine(dw, rows_fu)
-    j, tu, u_last = _locate(tab, u)
+    f, fu, fp, fpu = _continued(tab, p, f, fu, fp, fpu, tail=tail)
+    j, tu, below, above = _locate(tab, u)
     inner, (c1, c2, c3) = _gather_horner(_spline_coef(f, fu, tab.du), j, tu)
     inner_u = (c1 + tu * (2.0 * c2 + 3.0 * tu * c3)) / tab.du
     inner_p, _ = _gather_horner(_spline_coef(fp, fpu, tab.du), j, tu)
-    e, slope, dhi = _tails(tab, p, u, u_last, tail)
-    below, above = u < tab.u0, u > u_last
-    # Below: F = 1 - (1 - f0) e^(2 (u - u0)).
-    low, low_u, low_p = 1.0 - (1.0 - f[0]) * e, -2.0 * (1.0 - f[0]) * e, fp[0] * e
-    if slope is None:
-        high = high_u = high_p = 0.0
-    else:  # Above: F = f_last e^(s (u - u_last)), s = -(2 + 1/p), ds/dp = 1/p^2.
-        high = f[-1] * e
-        high_u = slope * high
-        high_p = fp[-1] * e + high * dhi / (p * p)
-    pick = lambda lo, hi, mid: jnp.where(below, lo, jnp.where(above, hi, mid))  # noqa: E731
-    return pick(low, high, inner), pick(low_u, high_u, inner_u), pick(low_p, high_p, inner_p)
+    out = lambda v, far: jnp.where(below | above, far, v)  # noqa: E731
+    return jnp.where(below, 1.0, jnp.where(above, 0.0, inner)), out(inner_u, 0.0), out(inner_p, 0.0)
 
 
 @eval_table.defjvp

@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxsky
+from jaxsky.render import drawing
 
 
 def make(n, hlr, g1, flux):
@@ -59,7 +61,6 @@ def test_flux_and_centroid_of_even_and_odd_stamps():
 def test_streamed_planning_draws_every_galaxy_with_a_plan_that_fits(monkeypatch):
     """Planned block by block (chunks start while later blocks are planned), every galaxy is
     drawn once, with FFT sizes at least those it needs, and matches its own draw."""
-    from jaxsky.render import drawing
 
     monkeypatch.setattr(drawing, "_PLAN_BLOCK", 8)
     rng = np.random.default_rng(5)
@@ -79,3 +80,13 @@ def test_streamed_planning_draws_every_galaxy_with_a_plan_that_fits(monkeypatch)
     for i in range(0, b, 7):
         one = np.asarray(jaxsky.draw(make(n[i], hlr[i], g1[i], flux[i]), nx=32, ny=32, scale=0.2))
         np.testing.assert_allclose(imgs[i], one, rtol=0, atol=2e-5 * one.max())
+
+
+@pytest.mark.parametrize("n_fft,k_fold", [(36, 1), (64, 2), (128, 2), (192, 2), (2048, 4)])
+def test_grid_chunk_is_the_largest_power_of_two_within_the_budget(n_fft, k_fold):
+    # Large grids run in smaller chunks (per-image cost grows once a chunk leaves the caches).
+    plan = drawing.DrawPlan(64, 64, 0.2, n_fft, k_fold)
+    points = k_fold**2 * (n_fft // 2 + 1) * n_fft
+    c = drawing._grid_chunk(plan)
+    assert c >= 1 and c & (c - 1) == 0
+    assert c == 1 or c * points <= drawing._GRID_BUDGET < 2 * c * points

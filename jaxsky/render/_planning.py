@@ -4,7 +4,10 @@ The wrap-around criteria are those of :func:`plan_sizes`; this module evaluates 
 the profile's leaves are turned into numpy once, every stamp point and periodic copy of
 one candidate period is evaluated in a single vectorised call, and the search over the
 candidate periods only re-tests the profiles that are still undecided (a linear then
-galloping scan from the smallest period, then a bisection inside the bracket).
+galloping scan from the smallest period, then a bisection inside the bracket). The copies'
+distances are computed once per call, the light at each profile's chosen period is kept
+for the (costly) saddle-light test, and per-object constants (singular values, shifts,
+Sersic b_n) are memoised on the profile objects and carried into sub-batches.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+
+from jaxsky.render._base import GSObject
+from jaxsky.render.profiles import _inplace
 
 __all__ = ["GSParams", "plan_sizes", "plan_sizes_rings", "SIZE_CLASSES"]
 
@@ -69,8 +75,21 @@ def _peak_sb(obj, scale):
         # Trapezoid in ln r converges fast here: 24 points per decade agree with 1200 to 1e-9,
         # 12 (used: it is only an error budget's scale) to ~1e-5.
         r = np.geomspace(1e-6, 1e4, 121)[:, None]
-        integrand = a._sb_np(r, False) * b._sb_np(r, False) * 2 * np.pi * r * r
-        return np.trapezoid(integrand, np.log(r[:, 0]), axis=0)
+        y = b._sb_np(r, False)
+        # Past B's last nonzero row (a wing underflowed to 0) the integrand is 0: A is only
+        # evaluated up to the row after it (the trapezoid's last nonzero segment), and the sum
+        # (row by row, in order) is unchanged. In place: the plain expressions' values.
+        nonzero = np.flatnonzero(np.any(y != 0, axis=tuple(range(1, np.ndim(y)))))
+        top = min(len(r), nonzero[-1] + 2 if len(nonzero) else 2)
+        r, y = r[:top], y[:top]
+        y = _inplace(np.multiply, y, a._sb_np(r, False), swap=True)  # A * B
+        for f in (2, np.pi, r, r):
+            y *= f
+        # np.trapezoid(y, ln r, axis=0), written out
+        seg = y[1:] + y[:-1]
+        seg *= np.diff(np.log(r[:, 0])).reshape((-1,) + (1,) * (seg.ndim - 1))
+        seg /= 2.0
+        return seg.sum(axis=0)
     rp = scale / math.sqrt(math.pi)  # disk with the area of one pixel
     return np.abs(np.asarray(obj.flux, float)) * obj._enclosed_np(rp) / (math.pi * rp * rp)
 
@@ -82,9 +101,25 @@ def _batch_flags(obj):
 
 
 def _take(obj, flags, idx):
-    """The sub-batch ``idx`` of a numpy-leaved profile (shared leaves kept)."""
+    """The sub-batch ``idx`` of a numpy-leaved profile (shared leaves kept), with the planning
+    constants memoised on its parts (``profiles._np_memo``) taken alike."""
     leaves, tree = jax.tree_util.tree_flatten(obj)
-    return jax.tree_util.tree_unflatten(tree, [x[idx] if f else x for x, f in zip(leaves, flags)])
+    sub = jax.tree_util.tree_unflatten(tree, [x[idx] if f else x for x, f in zip(leaves, flags)])
+    _take_memos(obj, sub, idx)
+    return sub
+
+
+def _take_memos(src, dst, idx):
+    memo = src.__dict__.get("_np_memo_")
+    if memo:  # (value, core): batched values have dimensions before their core ones
+        dst.__dict__["_np_memo_"] = {
+            k: (v[idx] if np.ndim(v) > core else v, core) for k, (v, core) in memo.items()
+        }
+    for field in src._leaves:
+        a, b = getattr(src, field), getattr(dst, field)
+        for x, y in zip(a, b) if isinstance(a, (tuple, list)) else [(a, b)]:
+            if isinstance(x, GSObject):
+                _take_memos(x, y, idx)
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,6 +145,10 @@ def _unique_points(cx, cy):
     cols = np.array([(a[0], b[0], a[1], b[1]) for a, b in keys], float)  # jx, jy, px, py
     ring = np.maximum(np.abs(cols[:, 0]), np.abs(cols[:, 1]))
     weights = np.stack([table[k] for k in keys], axis=1)
+    # Grouped by ring, each ring one contiguous slice; the sort is stable, so the order within
+    # a ring (and every sum over it) is unchanged.
+    order = np.argsort(ring, kind="stable")
+    cols, ring, weights = cols[order], ring[order], weights[:, order]
     return (*(c[:, None] for c in cols.T), ring[:, None], weights)
 
 
@@ -154,12 +193,19 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     cand = np.concatenate([above[:1], above[1:][above[1:] <= gsp.max_fft_size]])
     cx, cy = 0.5 * nx * scale, 0.5 * ny * scale
     jx, jy, px, py, ring, weights = _unique_points(cx, cy)
-    near = ring[:, 0] == 1
+    # Ring q's points: the slice bounds[q - 1]:bounds[q] (sorted by ring).
+    bounds = np.searchsorted(ring[:, 0], np.arange(1, max(gsp.alias_rings, 4) + 2))
+    near = slice(0, bounds[1])
     size2 = np.asarray(obj._size2_np(), float).reshape(-1)
     flux = np.abs(np.asarray(obj.flux, float)).reshape(-1)
     with np.errstate(all="ignore"):
         peak = np.asarray(_peak_sb(obj, scale)).reshape(-1)
         stamp_flux = flux * np.asarray(obj._enclosed_np(np.array([[min(cx, cy)]]))).reshape(-1)
+        # Distances of the copies at every candidate period (U, len(cand)), computed once.
+        periods = cand * scale
+        ax, ay = jx * periods - px, jy * periods - py
+        dist = np.sqrt(ax * ax + ay * ay)  # np.hypot is several times slower
+        dist2 = np.maximum(dist, 1e-12) ** 2
     nb = max(len(peak), len(size2), len(flux))
     per = {
         k: np.broadcast_to(v, (nb,))
@@ -167,63 +213,108 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     }
 
     n_rings = gsp.alias_rings
+    nc = bounds[n_rings]  # the points of the rings that a correction can subtract
 
-    def passes(idx, period, saddle=False):
-        """Do the profiles ``idx`` meet both criteria at ``period`` (arcsec, (len(idx),))?
-
-        Returns bool (n_rings + 1, len(idx)): row r for a correction that subtracts the r
-        nearest rings of copies. ``saddle``: also count the light between two light tails
-        (without it, only the last row: all ``n_rings`` rings subtracted).
-        """
-        sub = _take(obj, flags, idx) if nb > 1 else obj
-        s2, fl, pk, sf = (per[k][idx] for k in ("size2", "flux", "peak", "stamp_flux"))
+    def light(sub, idx, k):
+        """The light of the profiles ``idx`` (``sub``) at the periods ``cand[k]`` (k: one index,
+        or one per profile): the wing at the copies (U, n), and the light left by the
+        correction of the rings <= n_rings where the light is the wing (nc, n)."""
+        # One period: (U, 1) distances, broadcast against the profiles.
+        cols = k if np.ndim(k) else slice(k, k + 1)
         with np.errstate(all="ignore"):
-            far = 4.5 * period - max(cx, cy)
-            beyond = fl * np.clip(1.0 - np.asarray(sub._enclosed_np(far)), 0, 1) / period**2
-            ax, ay = jx * period - px, jy * period - py
-            d = np.sqrt(ax * ax + ay * ay)  # (U, n); np.hypot is several times slower
-            # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2.
-            eps = np.minimum(1.0, gsp.far_field_error * s2 / np.maximum(d, 1e-12) ** 2)
             # The wing as far_xvalue has it (what the correction subtracts).
-            wing = np.broadcast_to(np.asarray(sub._far_sb_np(d, True)), d.shape)
+            wing = np.asarray(sub._far_sb_np(dist[:, cols], True))
+            wing = np.broadcast_to(wing, (len(jx), len(idx)))
+            # Subtracted copies leave the far-field approximation's error, ~ (size / distance)^2;
+            # left after the correction: those neglected terms, eps * wing (the general form,
+            # with light the correction misses, is in with_saddle).
+            left = gsp.far_field_error * per["size2"][idx] / dist2[:nc, cols]
+            np.minimum(1.0, left, out=left)  # eps
+            np.multiply(left, wing[:nc], out=left)
+            np.minimum(wing[:nc], left, out=left)  # min(wing, eps * wing), in place
+        return wing, left
 
-            def meets(sb, c, rows):
-                """Both criteria at columns ``c``, light ``sb`` (U, len(c)) at the copies, for
-                a correction of r rings, r in ``rows``: bool (len(rows), len(c))."""
-                w = wing[:, c]
-                # Left after the correction: its neglected terms and any light it misses.
-                left = np.minimum(sb, np.maximum(sb - w, 0.0) + eps[:, c] * w)
-                # Per ring q: (light left, light) summed with the weights. Row 0: each copy at
-                # its closest approach to the stamp (an upper bound); row 1: the mean over the
-                # 3 x 3 grid of stamp points. Correcting r rings leaves sum_{q<=r} left_q +
-                # sum_{q>r} sb_q.
-                parts = [
-                    (weights[:, m] @ left[m], weights[:, m] @ sb[m])
-                    for m in (ring[:, 0] == q for q in range(1, n_rings + 1))
-                ]
-                rest = weights[:, ring[:, 0] > n_rings] @ sb[ring[:, 0] > n_rings]
-                out = []
-                for r in rows:
-                    worst, mean = rest + sum(p[0] if q < r else p[1] for q, p in enumerate(parts))
-                    out.append(
-                        ((worst + beyond[c]) <= gsp.alias_threshold * pk[c])
-                        & ((mean + beyond[c]) * (4 * cx * cy) <= gsp.alias_flux_threshold * sf[c])
-                    )
-                return np.stack(out)
+    def light_beyond(sub, idx, k):
+        """The flux beyond the copies (per unit area), (n,)."""
+        period = periods[k]
+        with np.errstate(all="ignore"):
+            enclosed = np.asarray(sub._enclosed_np(4.5 * period - max(cx, cy)))
+            return per["flux"][idx] * np.clip(1.0 - enclosed, 0, 1) / period**2
 
-            rows = range(n_rings + 1) if saddle else [n_rings]
-            good = meets(wing, slice(None), rows)
-            # Two light tails (Sersic n < ~1.5 or Gaussian, with a Gaussian PSF) put more light
-            # between them than far_xvalue has (the saddle of the convolution integral; up to
-            # 30x at the copies, issue 2's hst64 outlier). It only adds light, so only the
-            # profiles that pass are re-tested with it, at the nearest ring of copies (at
-            # >= 2.6x the distance such wings are nil).
-            test = np.flatnonzero(good[-1]) if saddle else []
-            if len(test):
-                sub = _take(obj, flags, np.asarray(idx)[test]) if nb > 1 else obj
-                sb = wing[:, test].copy()
-                sb[near] = np.maximum(sb[near], sub._sb_np(d[near][:, test], True))
-                good[:, test] = meets(sb, test, rows)
+    def meets(idx, beyond, left, sb, rows):
+        """Both criteria for the profiles ``idx`` with light ``sb`` (U, n) at the copies,
+        ``left`` (nc, n) after the correction, for r rings corrected, r in ``rows``: bool
+        (len(rows), n)."""
+        # Per ring q: (light left, light) summed with the weights. Row 0: each copy at its
+        # closest approach to the stamp (an upper bound); row 1: the mean over the 3 x 3 grid
+        # of stamp points. Correcting r rings leaves sum_{q<=r} left_q + sum_{q>r} sb_q.
+        ring_sl = [slice(bounds[q], bounds[q + 1]) for q in range(n_rings)]
+        parts = [
+            (weights[:, m] @ left[m], weights[:, m] @ sb[m] if min(rows) <= q else None)
+            for q, m in enumerate(ring_sl)
+        ]
+        rest = weights[:, nc:] @ sb[nc:]
+        pk, sf = per["peak"][idx], per["stamp_flux"][idx]
+        out = []
+        for r in rows:
+            worst, mean = rest + sum(p[0] if q < r else p[1] for q, p in enumerate(parts))
+            out.append(
+                ((worst + beyond) <= gsp.alias_threshold * pk)
+                & ((mean + beyond) * (4 * cx * cy) <= gsp.alias_flux_threshold * sf)
+            )
+        return np.stack(out)
+
+    # The light at each profile's last passing period (the final one, as the searches below
+    # only move down from a passing period), reused when the saddle light is added; a row per
+    # profile (writing rows is several times faster than columns).
+    stash = dict(beyond=np.empty(nb), wing=np.empty((nb, len(jx))), left=np.empty((nb, nc)))
+
+    def passes(idx, k):
+        """Do the profiles ``idx`` meet both criteria at the periods ``cand[k]`` with all
+        ``n_rings`` rings corrected? bool (n,)."""
+        sub = _take(obj, flags, idx) if nb > 1 else obj
+        beyond = light_beyond(sub, idx, k)
+        wing, left = light(sub, idx, k)
+        good = meets(idx, beyond, left, wing, [n_rings])[0]
+        g = np.flatnonzero(good)
+        for key, v in dict(beyond=beyond, wing=wing, left=left).items():
+            stash[key][idx[g]] = v.T[g]
+        return good
+
+    def with_saddle(idx, k, stashed):
+        """As ``passes``, also counting the light between two light tails, for every number
+        of corrected rings: bool (n_rings + 1, n) (only the last row where that fails).
+        ``stashed``: the profiles passed ``passes`` at these periods (last in ``stash``)."""
+        if stashed:
+            beyond, wing, left = (stash[key][idx].T for key in ("beyond", "wing", "left"))
+            test = np.arange(len(idx))
+            good = np.ones((n_rings + 1, len(idx)), bool)
+        else:
+            sub = _take(obj, flags, idx) if nb > 1 else obj
+            beyond = light_beyond(sub, idx, k)
+            wing, left = light(sub, idx, k)
+            good = np.zeros((n_rings + 1, len(idx)), bool)
+            good[-1] = meets(idx, beyond, left, wing, [n_rings])[0]
+            test = np.flatnonzero(good[-1])
+        # Two light tails (Sersic n < ~1.5 or Gaussian, with a Gaussian PSF) put more light
+        # between them than far_xvalue has (the saddle of the convolution integral; up to
+        # 30x at the copies, issue 2's hst64 outlier). It only adds light, so only the
+        # profiles that pass are re-tested with it, at the nearest ring of copies (at
+        # >= 2.6x the distance such wings are nil).
+        if not len(test):
+            return good
+        it, kt = idx[test], k[test]
+        sub = _take(obj, flags, it) if nb > 1 else obj
+        sb, lt = wing[:, test], left[:, test]  # copies (fancy indexing)
+        w, dn = sb[near].copy(), dist[near][:, kt]
+        with np.errstate(all="ignore"):
+            # _sb_np is max(_far_sb_np, the saddle light); the former is the wing.
+            extra = getattr(sub, "_saddle_np", sub._sb_np)(dn, True)
+            sb[near] = np.maximum(w, extra)
+            if n_rings:  # left: the correction's neglected terms and the light it misses
+                eps = np.minimum(1.0, gsp.far_field_error * per["size2"][it] / dist2[near][:, kt])
+                lt[near] = np.minimum(sb[near], np.maximum(sb[near] - w, 0.0) + eps * w)
+        good[:, test] = meets(it, beyond[test], lt, sb, range(n_rings + 1))
         return good
 
     # The residual falls with the period: scan up from the smallest period, re-testing only
@@ -233,7 +324,7 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     fits = np.zeros(nb, bool)
     pending, prev = np.arange(nb), -1
     for pos in _scan_positions(len(cand)):
-        good = passes(pending, np.full(len(pending), cand[pos] * scale))[-1]
+        good = passes(pending, pos)
         done = pending[good]
         lo[done], hi[done], fits[done] = prev + 1, pos, True
         pending, prev = pending[~good], pos
@@ -243,7 +334,7 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     todo = np.flatnonzero(lo < hi)
     while len(todo):
         mid = (lo[todo] + hi[todo]) // 2
-        good = passes(todo, cand[mid] * scale)[-1]
+        good = passes(todo, mid)
         hi[todo] = np.where(good, mid, hi[todo])
         lo[todo] = np.where(good, lo[todo], mid + 1)
         todo = todo[lo[todo] < hi[todo]]
@@ -251,15 +342,15 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
     # copies whose correction still meets the criteria there (the correction costs about as
     # much as the transform for small FFTs).
     rings = np.full(nb, n_rings)
-    todo = np.flatnonzero(fits)
+    todo, stashed = np.flatnonzero(fits), True
     while len(todo):
-        good = passes(todo, cand[hi[todo]] * scale, saddle=True)
+        good = with_saddle(todo, hi[todo], stashed)
         ok_now = good[-1]
         rings[todo[ok_now]] = np.argmax(good[:, ok_now], axis=0)
         stuck = todo[~ok_now]
         capped = stuck[hi[stuck] >= len(cand) - 1]
         fits[capped] = False
-        todo = stuck[hi[stuck] < len(cand) - 1]
+        todo, stashed = stuck[hi[stuck] < len(cand) - 1], False
         hi[todo] += 1
     n_fft = cand[hi]
     maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)

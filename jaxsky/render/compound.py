@@ -8,6 +8,7 @@ import operator
 import numpy as np
 
 from jaxsky.render._base import GSObject
+from jaxsky.render.profiles import _exp_inplace, _inplace
 
 __all__ = ["Add", "Sum", "Convolution", "Convolve"]
 
@@ -118,20 +119,22 @@ class Convolution(GSObject):
         # right when a wing falls slowly (power laws); when both fall fast (Sersic n < ~1.5
         # or Gaussian, with a Gaussian PSF) the light comes from the saddle in between,
         # up to ~30x more at the distances of the periodic copies (hst64 outlier, issue 2).
+        return np.maximum(self._far_sb_np(r, bound), self._saddle_np(r, bound))
+
+    def _saddle_np(self, r, bound=True):
+        """The saddle light of :meth:`_sb_np` alone (0 where there is none)."""
         a, rest = self.objs[0], self.objs[1:]
         b = rest[0] if len(rest) == 1 else Convolution(list(rest))
-        saddle = _saddle_sb_np(
-            lambda s: a._log_sb_np(s, bound), lambda s: b._log_sb_np(s, bound), r
-        )
-        return np.maximum(self._far_sb_np(r, bound), saddle)
+        return _saddle_sb_np(lambda s: a._log_sb_np(s, bound), lambda s: b._log_sb_np(s, bound), r)
 
     def _far_sb_np(self, r, bound=True):
         # Far field as far_xvalue has it: each wing, carried by the other components' flux.
         fl = [np.asarray(o.flux, float) for o in self.objs]
-        total = 0.0
+        total = None
         for i, o in enumerate(self.objs):
             others = functools.reduce(operator.mul, fl[:i] + fl[i + 1 :], 1.0)
-            total = total + o._far_sb_np(r, bound) * others
+            term = _inplace(np.multiply, o._far_sb_np(r, bound), others)  # fresh arrays
+            total = term if total is None else _inplace(np.add, total, term)
         return total
 
     def _size2_np(self):
@@ -148,31 +151,47 @@ def _saddle_sb_np(log_a, log_b, d, m=17):
     at the maximum y* of g on the segment [0, x] (Laplace's method); H is diagonal there: the
     radial curvature -g'' and the transverse one -(ln A)'(s)/s - (ln B)'(d - s)/(d - s).
     Exact for two Gaussians. Zero where the maximum is at an end of the segment (a core:
-    the zeroth-order far field covers that). ``log_a``, ``log_b``: numpy log SB of radius;
-    ``d`` (...): distances, broadcast against the profiles' batch. Returns (...).
+    the zeroth-order far field covers that). ``log_a``, ``log_b``: numpy log SB of radius,
+    returning new arrays (never views of the radii, which are overwritten); ``d`` (...):
+    distances, broadcast against the profiles' batch. Returns (...).
     """
     d = np.asarray(d, float)
     t = np.linspace(0.0, 1.0, m).reshape((m,) + (1,) * d.ndim)
     s = t * d
     with np.errstate(all="ignore"):
-        la, lb = log_a(s), log_b(d - s)
+        # s is then reused for d - s and for g (fewer large arrays: each new one costs page
+        # faults about as much as its arithmetic); log_a and log_b return new arrays.
+        la = log_a(s)
+        lb = log_b(np.subtract(d, s, out=s))
         la, lb = np.broadcast_arrays(la, lb)
-        g = la + lb
-        j = np.argmax(np.where(np.isnan(g), -np.inf, g), axis=0)
+        shape = la.shape[1:]
+        la, lb = la.reshape(m, -1), lb.reshape(m, -1)  # views unless broadcast
+        g = np.add(la, lb, out=s.reshape(la.shape)) if s.size == la.size else la + lb
+        # argmax over the m samples (nan as -inf; the first of equal maxima, as np.argmax),
+        # as a running maximum: np.argmax along a non-contiguous axis is several times slower.
+        best, j = g[0].copy(), np.zeros(g.shape[1], np.intp)
+        best[np.isnan(best)] = -np.inf
+        for i in range(1, m):
+            up = g[i] > best
+            np.copyto(best, g[i], where=up)
+            j[up] = i
         inner = (j > 0) & (j < m - 1)
-        jc = np.clip(j, 1, m - 2)[None]
-        at = lambda a, o: np.take_along_axis(a, jc + o, axis=0)[0]  # noqa: E731
+        jc = np.clip(j, 1, m - 2)
+        flat = jc * g.shape[1] + np.arange(g.shape[1])
+        at = lambda a, o: a.take(flat + o * g.shape[1])  # noqa: E731  a[jc + o] per column
+        d = np.broadcast_to(d, shape).reshape(-1)
         h = d / (m - 1)
-        c1, c2 = 0.5 * (at(g, 1) - at(g, -1)), at(g, 1) - 2 * at(g, 0) + at(g, -1)
-        g_max = at(g, 0) - c1 * c1 / (2 * c2)  # vertex of the parabola through 3 nodes
-        s_max = (jc[0] - c1 / c2) * h
+        g_lo, g_0, g_hi = at(g, -1), at(g, 0), at(g, 1)
+        c1, c2 = 0.5 * (g_hi - g_lo), g_hi - 2 * g_0 + g_lo
+        g_max = g_0 - c1 * c1 / (2 * c2)  # vertex of the parabola through 3 nodes
+        s_max = (jc - c1 / c2) * h
         da = (at(la, 1) - at(la, -1)) / (2 * h)  # (ln A)'(s)
         db = (at(lb, 1) - at(lb, -1)) / (2 * h)  # -(ln B)'(d - s)
         curv_r = -c2 / (h * h)
         curv_t = -da / s_max + db / (d - s_max)
-        out = np.exp(g_max) * 2 * np.pi / np.sqrt(curv_r * curv_t)
+        out = _exp_inplace(g_max) * 2 * np.pi / np.sqrt(curv_r * curv_t)
         good = inner & (c2 < 0) & (curv_t > 0) & np.isfinite(out)
-    return np.where(good, out, 0.0)
+    return np.where(good, out, 0.0).reshape(shape)
 
 
 def Convolve(*objs):  # noqa: N802  (GalSim's spelling)

@@ -42,6 +42,56 @@ def _f(x):
     return jnp.asarray(x, dtype=float)
 
 
+def _inplace(op, y, c, swap=False):
+    """``op(y, c)`` (``op(c, y)`` with ``swap``) written into ``y`` where the shapes allow.
+
+    For the planning methods (numpy): ``y`` must be a fresh array (an intermediate result);
+    the values are those of the plain expression, with one allocation fewer (the large
+    temporaries of the planner cost page faults as much as arithmetic).
+    """
+    a, b = (c, y) if swap else (y, c)
+    # float64 (the planner's type) y: any real c gives a float64 result.
+    real = np.asarray(c).dtype.kind in "biuf"
+    if isinstance(y, np.ndarray) and y.dtype == np.float64 and real:
+        if np.broadcast(y, c).shape == y.shape:
+            return op(a, b, out=y)
+    return op(a, b)
+
+
+def _np_memo(obj, name, compute, core=0):
+    """``compute()``, once per profile object (numpy planning constants): the planner evaluates
+    one object many times, and its leaves never change (profiles are immutable; new leaves
+    make a new object, without the memo). ``core``: the value's trailing dimensions that are
+    not the batch's (the planner's sub-batches index the rest, see ``_planning._take``)."""
+    memo = obj.__dict__.setdefault("_np_memo_", {})
+    if name not in memo:
+        memo[name] = (compute(), core)
+    return memo[name][0]
+
+
+# From about -708 down, exp is (nearly) subnormal or 0 (exp(-746) rounds to 0), and numpy's
+# exp runs ~25x slower there (the CPU's subnormal assists); the planner's wings underflow at
+# the periodic copies. Above _EXP_FAST it is fast; between the two it is computed apart.
+_EXP_FAST, _EXP_ZERO = -700.0, -746.0
+
+
+def _exp_inplace(y):
+    """``np.exp(y)``, same values, written into ``y`` (a fresh float64 array, see
+    :func:`_inplace`), with the underflowing arguments kept off numpy's slow path."""
+    if not (isinstance(y, np.ndarray) and y.dtype == np.float64 and y.flags.c_contiguous):
+        return np.exp(y)
+    flat = y.reshape(-1)  # a view (contiguous)
+    if not flat.size or flat.min() >= _EXP_FAST:
+        return np.exp(y, out=y)
+    keep = y >= _EXP_FAST
+    sub = np.flatnonzero((flat < _EXP_FAST) & (flat > _EXP_ZERO))
+    tiny = np.exp(flat[sub])  # the few subnormal results, exactly
+    np.exp(np.maximum(y, _EXP_FAST, out=y), out=y)
+    np.multiply(y, keep, out=y)  # 0 below (nan stays nan: nan >= x is False, nan * 0 = nan)
+    flat[sub] = tiny
+    return y
+
+
 def _one_size(cls, **sizes):
     given = {k: v for k, v in sizes.items() if v is not None}
     if len(given) != 1:
@@ -86,15 +136,17 @@ class _Radial(GSObject):
         return self._flux, jnp.zeros(2, eye.dtype), ((self._kind, p, size * size * eye),)
 
     def _log_unit_sb_np(self, r):
-        """log of the unit-flux surface brightness at radius ``r`` (numpy, for planning)."""
+        """log of the unit-flux surface brightness at radius ``r`` (numpy, for planning): a
+        fresh array (callers write into it)."""
         raise NotImplementedError
 
     def _sb_np(self, r, bound=True):
-        return np.asarray(self._flux, float) * np.exp(self._log_unit_sb_np(r))
+        y = _exp_inplace(self._log_unit_sb_np(r))
+        return _inplace(np.multiply, y, np.asarray(self._flux, float))
 
     def _log_sb_np(self, r, bound=True):
         with np.errstate(invalid="ignore"):  # a negative flux has no log (nan)
-            return np.log(np.asarray(self._flux, float)) + self._log_unit_sb_np(r)
+            return _inplace(np.add, self._log_unit_sb_np(r), np.log(np.asarray(self._flux, float)))
 
     def _size2_np(self):
         """Squared characteristic size (arcsec^2) used to judge far-field approximations."""
@@ -139,7 +191,8 @@ class Gaussian(_Radial):
 
     def _log_unit_sb_np(self, r):
         s2 = np.asarray(self.sigma, float) ** 2
-        return -np.log(2 * np.pi * s2) - 0.5 * r * r / s2
+        y = _inplace(np.divide, _inplace(np.multiply, 0.5 * r, r), s2)  # 0.5 r^2 / s2
+        return _inplace(np.subtract, y, -np.log(2 * np.pi * s2), swap=True)
 
     def _enclosed_np(self, r):
         return -np.expm1(-0.5 * r * r / np.asarray(self.sigma, float) ** 2)
@@ -180,7 +233,7 @@ class Exponential(_Radial):
 
     def _log_unit_sb_np(self, r):
         r0 = np.asarray(self.scale_radius, float)
-        return -np.log(2 * np.pi * r0 * r0) - r / r0
+        return _inplace(np.subtract, r / r0, -np.log(2 * np.pi * r0 * r0), swap=True)
 
     def _enclosed_np(self, r):
         # Enclosed flux of an exponential disk is P(2, r / r0).
@@ -313,17 +366,24 @@ class Sersic(_Radial):
             self.half_light_radius, float
         )
 
+    def _b_np(self):
+        return _np_memo(self, "b", lambda: _sersic_b_np(np.asarray(self.n, float)))
+
     def _log_unit_sb_np(self, r):
         n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
-        b = _sersic_b_np(n)
-        # I(r) = flux b^2n / (2 pi n Gamma(2n) re^2) exp(-b (r/re)^(1/n))
-        log_i0 = 2 * n * np.log(b) - np.log(2 * np.pi * n * re * re) - sps.gammaln(2 * n)
-        return log_i0 - b * (r / re) ** (1.0 / n)
+        b = self._b_np()
+
+        def log_i0():
+            # I(r) = flux b^2n / (2 pi n Gamma(2n) re^2) exp(-b (r/re)^(1/n))
+            return 2 * n * np.log(b) - np.log(2 * np.pi * n * re * re) - sps.gammaln(2 * n)
+
+        log_i0 = _np_memo(self, "log_i0", log_i0)
+        y = _inplace(np.power, r / re, 1.0 / n)
+        return _inplace(np.subtract, _inplace(np.multiply, y, b, swap=True), log_i0, swap=True)
 
     def _enclosed_np(self, r):
         n, re = np.asarray(self.n, float), np.asarray(self.half_light_radius, float)
-        b = _sersic_b_np(n)
-        return sps.gammainc(2.0 * n, b * (r / re) ** (1.0 / n))
+        return sps.gammainc(2.0 * n, self._b_np() * (r / re) ** (1.0 / n))
 
 
 def DeVaucouleurs(half_light_radius=None, scale_radius=None, flux=1.0):  # noqa: N802
@@ -384,7 +444,10 @@ class Moffat(_Radial):
 
     def _log_unit_sb_np(self, r):
         beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
-        return np.log((beta - 1) / (np.pi * rd * rd)) - beta * np.log1p((r / rd) ** 2)
+        y = r / rd
+        y = np.log1p(np.square(y, out=y), out=y) if isinstance(y, np.ndarray) else np.log1p(y**2)
+        y = _inplace(np.multiply, y, beta, swap=True)
+        return _inplace(np.subtract, y, np.log((beta - 1) / (np.pi * rd * rd)), swap=True)
 
     def _enclosed_np(self, r):
         # Enclosed flux: 1 - (1 + r^2/r_d^2)^(1 - beta).
@@ -392,24 +455,51 @@ class Moffat(_Radial):
         return 1.0 - (1 + (r / rd) ** 2) ** (1.0 - beta)
 
 
+@functools.lru_cache(maxsize=32)
+def _table_reach(name, threshold):
+    """Per interval [p_i, p_i+1] of a table's p grid: the last u index where the interpolated
+    |F| can reach ``threshold`` (-1 if nowhere). Linear interpolation in p stays within
+    max(|F_i|, |F_i+1|) at each u; the margin covers its rounding."""
+    F = np.abs(_tables.table_numpy(name)["F"])
+    reach = np.maximum(F[:-1], F[1:]) * (1.0 + 1e-9) >= threshold
+    last = F.shape[1] - 1 - np.argmax(reach[:, ::-1], axis=-1)
+    return np.where(reach.any(axis=-1), last, -1)
+
+
+def _interp_rows(z, p, i, cols):
+    """np.interp along p of the table's F at the u indices ``cols`` (n, w), for each p (n,)."""
+    pn, F = z["p"], z["F"]
+    fi, fi1 = F[i[:, None], cols], F[i[:, None] + 1, cols]
+    rows = (fi1 - fi) / (pn[i + 1] - pn[i])[:, None] * (p - pn[i])[:, None] + fi
+    rows = np.where((p >= pn[-1])[:, None], F[-1, cols], rows)
+    return np.where((p <= pn[0])[:, None], F[0, cols], rows)
+
+
 def _table_maxk(name, p, threshold, tail=None):
     """k r (in units of the table's radius) beyond which |F| < threshold, for each p."""
     z = _tables.table_numpy(name)
-    pn, u, F = z["p"], z["u"], z["F"]
+    pn, u = z["p"], z["u"]
     p = np.atleast_1d(np.asarray(p, float))
-    # np.interp along p for every u column at once (same formula, vectorised).
     i = np.clip(np.searchsorted(pn, p, side="right") - 1, 0, len(pn) - 2)
-    slope = (F[i + 1] - F[i]) / (pn[i + 1] - pn[i])[:, None]
-    rows = slope * (p - pn[i])[:, None] + F[i]
-    rows = np.where((p <= pn[0])[:, None], F[0], np.where((p >= pn[-1])[:, None], F[-1], rows))
-    above = np.abs(rows) >= threshold
-    # last grid index where |F| is still above the threshold
-    last = len(u) - 1 - np.argmax(above[:, ::-1], axis=-1)
+    # The last grid index where |F| is still above the threshold: searched in a window below
+    # the interval's reach (past it |F| < threshold), all of the row where that fails.
+    width = min(32, len(u))
+    reach = _table_reach(name, float(threshold))[i]
+    cols = np.maximum(reach - width + 1, 0)[:, None] + np.arange(width)
+    above = np.abs(_interp_rows(z, p, i, cols)) >= threshold
+    found = above.any(axis=-1) & (reach >= 0)
+    last = cols[np.arange(len(p)), width - 1 - np.argmax(above[:, ::-1], axis=-1)]
+    if not found.all():
+        j = np.flatnonzero(~found)
+        full = np.abs(_interp_rows(z, p[j], i[j], np.arange(len(u))[None, :])) >= threshold
+        # (no index above the threshold gives the last index, as the plain search did)
+        last[j] = len(u) - 1 - np.argmax(full[:, ::-1], axis=-1)
     u_max = u[last]
     if tail is not None:
         t = np.broadcast_to(np.atleast_1d(tail()), p.shape)
-        at_end = above[:, -1]
-        extra = np.log(np.maximum(np.abs(rows[:, -1]), threshold) / threshold) / t
+        end = _interp_rows(z, p, i, np.array([[len(u) - 1]]))[:, 0]
+        at_end = np.abs(end) >= threshold
+        extra = np.log(np.maximum(np.abs(end), threshold) / threshold) / t
         u_max = np.where(at_end, u[-1] + extra, u_max)
     out = np.exp(u_max + (u[1] - u[0]))
     return out if out.size > 1 else out.reshape(np.shape(np.asarray(p))[:-1] or ())[()]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsky.render._base import GSObject, matrix2
+from jaxsky.render.profiles import _inplace, _np_memo
 
 __all__ = ["Transformation"]
 
@@ -103,6 +104,9 @@ class Transformation(GSObject):
 
     def _singular_values(self):
         """Singular values (..., 2), largest first, of the 2 x 2 Jacobians (closed form)."""
+        return _np_memo(self, "sv", self._singular_values_uncached, core=1)
+
+    def _singular_values_uncached(self):
         j = np.asarray(self.jac, float)
         a, b, c, d = j[..., 0, 0], j[..., 0, 1], j[..., 1, 0], j[..., 1, 1]
         # s1,2^2 = (|J|_F^2 +- sqrt(|J|_F^4 - 4 det^2)) / 2, written without cancellation.
@@ -117,7 +121,9 @@ class Transformation(GSObject):
         return self.obj._maxk_np(threshold) / sv[..., -1]
 
     def _shift_np(self):
-        return np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))
+        return _np_memo(
+            self, "shift", lambda: np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))
+        )
 
     def _sb_np(self, r, bound=True):
         return self._pulled_np("_sb_np", r, bound)
@@ -132,13 +138,17 @@ class Transformation(GSObject):
         sv = self._singular_values()
         # Upper bound along the major axis (bound=True), or the circularised profile.
         stretch = sv[..., 0] if bound else np.sqrt(sv[..., 0] * sv[..., 1])
-        rr = np.maximum(r - self._shift_np(), 0.0) if bound else r
+        if bound:
+            rr = r - self._shift_np()
+            rr = _inplace(np.divide, _inplace(np.maximum, rr, 0.0), stretch)
+        else:
+            rr = r / stretch
         ratio = np.asarray(self.flux_ratio, float)
-        inner = getattr(self.obj, method)(rr / stretch, bound)
+        inner = getattr(self.obj, method)(rr, bound)  # a fresh array: written into below
         if log:
             with np.errstate(divide="ignore"):
-                return np.log(ratio) + inner
-        return ratio * inner
+                return _inplace(np.add, inner, np.log(ratio), swap=True)
+        return _inplace(np.multiply, inner, ratio, swap=True)
 
     def _size2_np(self):
         sv = self._singular_values()

@@ -1,7 +1,7 @@
 """The hand-written transpose of the factored draw's tangent (render/_transpose.py).
 
-value_and_grad uses it for closed-form profiles; with a table profile the JVP falls back to
-JAX's transpose of the tangent (both paths are compared with plain autodiff here).
+value_and_grad uses it for every factored profile; with a table profile the JVP shares the
+table look-ups between the value and the transpose (compared with plain autodiff here).
 """
 
 import jax
@@ -19,6 +19,7 @@ CASES = [
     (("sersic", "gaussian"), 3, True),
     (("sersic", "moffat"), 1, True),
     (("exponential",), 2, False),
+    (("moffat", "sersic"), 2, False),
 ]
 
 
@@ -52,6 +53,31 @@ def test_transpose_is_adjoint_of_tangent(x64, kinds, k_fold, pixel):
         lp, lty = tangent(p), transpose(y)
         lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(lty, p))
         np.testing.assert_allclose(lhs, rhs, rtol=1e-11, atol=1e-13 * float(jnp.abs(lp).max()))
+
+
+@pytest.mark.parametrize(
+    "kinds,k_fold,pixel", [c for c in CASES if set(c[0]) & {"sersic", "moffat"}]
+)
+def test_shared_tables_value_and_transpose(x64, kinds, k_fold, pixel):
+    # The JVP's shared table look-ups: the value drawn from them equals the forward draw
+    # (eval_table), and the transpose fed with them equals the one evaluating its own and
+    # satisfies <Y, L p> = <L^T Y, p> with the plain tangent map L.
+    plan = jaxsky.DrawPlan(12, 11, 0.25, n_fft=24, k_fold=k_fold, pixel=pixel, alias_rings=0)
+    primals = _primals(kinds)
+    c, off, ps, ms = primals
+    img, tables = jax.jit(lambda: _factored_grad._value_and_tables(plan, kinds, primals))()
+    ref = _factored.factored_image.fun(plan, kinds, c, off, ps, ms)
+    np.testing.assert_allclose(img, ref, rtol=0, atol=1e-12 * float(jnp.abs(ref).max()))
+    assert sorted(tables) == [i for i, k in enumerate(kinds) if k in ("sersic", "moffat")]
+    rng = np.random.default_rng(7)
+    y = jnp.asarray(rng.normal(size=(11, 12)))
+    p = jnp.asarray(rng.normal(size=_transpose.flat_size(kinds, ps)))
+    shared = _transpose.tangent_transpose(plan, kinds, primals, y, tables=tables)
+    own = _transpose.tangent_transpose(plan, kinds, primals, y)
+    np.testing.assert_allclose(shared, own, rtol=1e-12, atol=1e-14 * float(jnp.abs(own).max()))
+    lp = _factored_grad.tangent_image(plan, kinds, primals, _transpose.unpack(p, ps, primals))
+    lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(shared, p))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-11, atol=1e-13 * float(jnp.abs(lp).max()))
 
 
 @pytest.mark.parametrize("kinds,k_fold,pixel", CASES)

@@ -12,11 +12,11 @@ so its drawn image is a fixed linear map L (phases, pixel, zone fold, inverse FF
     K' = (r' - i r (kx o_x' + ky o_y')) exp(-i k.o),   R0 = prod_i F_i.
 
 Every term is a grid array times a scalar tangent (times a monomial in kx, ky). The JVP
-(``_factored_grad``) keeps forward mode (jvp, jacfwd) working; in reverse mode, closed-form
-profiles use the hand-written transpose of ``_transpose`` (one FFT adjoint, then one fused
-grid pass and one small matrix product per base grid), and table profiles JAX's transpose of
-the JVP (one multiply-reduce per scalar parameter plus one FFT): value_and_grad never
-differentiates through every intermediate of the table look-ups. The forward fold is written
+(``_factored_grad``) keeps forward mode (jvp, jacfwd) working; in reverse mode every profile
+uses the hand-written transpose of ``_transpose`` (one FFT adjoint, then one fused grid pass
+and one small matrix product per pair of base grids; table look-ups evaluated once, shared
+with the value): value_and_grad never differentiates through every intermediate of the
+table look-ups. The forward fold is written
 as adds of zone slices for closed-form profiles (XLA CPU then fuses the whole grid into one
 loop) and as one zone product for table profiles (where re-evaluating the gathers in fused
 consumers costs more than materialising the grid once). The tangent always folds with reductions

@@ -14,19 +14,22 @@ with dK/dtheta one of a few *base* grids W_j times a monomial kx^a ky^b (a + b <
     W_c = Re Q R0,  W_i = Re Q c prod_{j != i} F_j dF_i/dq,  W_pi = ... dF_i/dp,
     W_o = Im Q c R0   (o' turns the phase: dK/do = -i k K).
 
-So :func:`tangent_transpose` needs one FFT (the adjoint of the inverse FFT) and, per base
-grid, one fused pass over the k-grid and one matrix product against [1, ky, ky^2] (then the
-kx moments on the small result): J passes (J = 3 for Exponential x Gaussian, 6 for Sersic
-x Moffat) instead of JAX's ~2 per scalar parameter (11-13) over written-out grids.
+So :func:`tangent_transpose` needs one FFT (the adjoint of the inverse FFT) and, per pair
+of base grids (the real and imaginary parts of one complex grid), one fused pass over the
+k-grid and one matrix product against [1, ky, ky^2] (then the kx moments on the small
+result): 2 passes for Exponential x Gaussian, 3 for Sersic x Moffat, instead of JAX's ~2
+per scalar parameter (11-13) over written-out grids.
 How XLA CPU (jaxlib 0.10) is steered, measured on the paper plan (n_fft 96, k_fold 4):
 the bases are not stacked (a concatenation is emitted as branchy scalar code, ~5x slower);
 closed-form radial grids are recomputed in every base's pass on a k grid XLA cannot merge
 with the forward's or another base's (:func:`_fresh`; shared, XLA writes them out and
-value_and_grad costs 6.5x the forward instead of 3.7x); table look-ups are evaluated once
-and shared (recomputing their gathers per base costs ~3x more); the 1-D phases are kept as
-complex arrays before :func:`~jaxsky.render._factored._materialise` (a real sum there
-would be taken over by a YNNPACK fusion that also absorbs the consumer's broadcast and
-writes it out grid-sized; a complex sum is a fusion boundary).
+value_and_grad costs 6.5x the forward instead of 3.7x); table look-ups are evaluated once,
+in the forward draw, and passed in (``tables``, written out by
+``_factored_grad._value_and_tables``; recomputing their gathers per base costs ~3x more);
+the 1-D phases are kept as complex arrays before
+:func:`~jaxsky.render._factored._materialise` (a real sum there would be taken over by a
+YNNPACK fusion that also absorbs the consumer's broadcast and writes it out grid-sized; a
+complex sum is a fusion boundary).
 :func:`solve_pair` wraps L and this transpose in ``jax.lax.custom_linear_solve`` (the only
 JAX primitive with a user-supplied transpose that also has JVP and batching rules): the
 block map A = I - N, N = [[0, 0], [L, 0]] on (p, image), has N^2 = 0, so A^{-1} = I + N and
@@ -115,37 +118,16 @@ def _fresh(kx, ky, off, j):
     return kx + zero, ky + zero
 
 
-def _specs(kinds, ps):
-    """The base grids: ('c',), ('o',), ('q', i) per non-Gaussian component, ('p', i)."""
-    specs = [("c",), ("o",)]
-    for i, (kind, p) in enumerate(zip(kinds, ps)):
-        if kind != "gaussian":  # Gaussian: dF/dq = -F/2, its base is -c/2 W_c
-            specs.append(("q", i))
-        if p is not None:
-            specs.append(("p", i))
-    return specs
-
-
-def _base(spec, c, qr, qi, ev):
-    """One base grid (see the module docstring); ``ev``: per component (F, dF/dq, dF/dp)."""
-    prod = lambda xs: functools.reduce(jnp.multiply, xs, 1.0)  # noqa: E731
-    fs = [e[0] for e in ev]
-    if spec[0] == "c":
-        return qr * prod(fs)
-    if spec[0] == "o":
-        return qi * (c * prod(fs))
-    i = spec[1]
-    deriv = ev[i][1] if spec[0] == "q" else ev[i][2]
-    return qr * (c * prod(fs[:i] + fs[i + 1 :])) * deriv
-
-
-def tangent_transpose(plan, kinds, primals, img_ct):
+def tangent_transpose(plan, kinds, primals, img_ct, tables=None):
     """Transpose of the tangent map: image cotangent (ny, nx) -> flat scalar cotangent.
 
     Args:
       plan, kinds: as for :func:`~jaxsky.render._factored.factored_image` (static).
       primals: (c, off, ps, ms) at which the tangent map is linearised.
       img_ct: float[ny, nx] cotangent of the image.
+      tables: optional {component index: (F, dF/dq, dF/dp)} of the table components on the
+        k-grid, shared with the forward draw (see ``_factored_grad.factored_jvp``);
+        evaluated here when None.
 
     Returns:
       float[flat_size] cotangent of the :func:`pack` ed scalar tangents.
@@ -170,29 +152,47 @@ def tangent_transpose(plan, kinds, primals, img_ct):
 
     # Table look-ups (gathers) are evaluated once for all the bases (recomputing them per
     # base costs more than XLA writing them out); closed forms once per base.
-    shared = _fresh(kx, ky, off, 0)
-    tables = {i: evaluate(i, shared) for i, k in enumerate(kinds) if k in _TABLES}
+    if tables is None:
+        shared = _fresh(kx, ky, off, 0)
+        tables = {i: evaluate(i, shared) for i, k in enumerate(kinds) if k in _TABLES}
     shape = kx.shape[:2] + ky.shape
     vy = jnp.stack([jnp.ones_like(ky), ky, ky * ky], axis=-1)  # (m, 3)
-    specs = _specs(kinds, ps)
-    s = []
-    for j, spec in enumerate(specs):
-        grid = _fresh(kx, ky, off, j + 1)
-        ev = [tables[i] if i in tables else evaluate(i, grid) for i in range(len(kinds))]
-        # One fused pass and one GEMM per base (not a stack of them: XLA CPU emits a
-        # concatenation as branchy scalar code, several times slower).
-        s.append(jnp.broadcast_to(_base(spec, c, qr, qi, ev), shape) @ vy)
     kx2 = kx[..., 0]
     vx = jnp.stack([jnp.ones_like(kx2), kx2, kx2 * kx2], axis=-1)  # (kf, n/2+1, 3)
-    mom = jnp.einsum("jabq,abp->jpq", jnp.stack(s), vx)  # mom[j, a, b] = sum W_j kx^a ky^b
-    index = {spec: j for j, spec in enumerate(specs)}
-    o = mom[index[("o",)]]
-    out = [mom[0, 0, 0], o[1, 0], o[0, 1]]  # c, o_x, o_y
+
+    def moments(w):
+        """mom[a, b] = sum_k w kx^a ky^b: one GEMM against [1, ky, ky^2], then the kx side."""
+        return jnp.einsum("abq,abp->pq", jnp.broadcast_to(w, shape) @ vy, vx)
+
+    def components(j):
+        grid = _fresh(kx, ky, off, j)
+        return [tables[i] if i in tables else evaluate(i, grid) for i in range(len(kinds))]
+
+    prod = lambda xs: functools.reduce(jnp.multiply, xs, 1.0)  # noqa: E731
+    # Two bases per pass, as the real and imaginary parts of one complex grid (and one
+    # complex GEMM): (W_c, W_o), then per component (W_qi, W_pi). Half the passes over the
+    # grid of one base each (random-n Sersic x Moffat 64, plan (128, 1): value_and_grad
+    # 575 -> 520 us per image, single core); a stacked real pair would be a concatenation.
+    ev = components(1)
+    r0 = prod([e[0] for e in ev])
+    m = moments(jax.lax.complex(qr * r0, qi * (c * r0)))
+    m_c, m_o = jnp.real(m), jnp.imag(m)
+    out = [m_c[0, 0], m_o[1, 0], m_o[0, 1]]  # c, o_x, o_y
     for i, (kind, p_i) in enumerate(zip(kinds, ps)):
-        mq = -0.5 * c * mom[0] if kind == "gaussian" else mom[index[("q", i)]]
-        out += [mq[2, 0], mq[1, 1], mq[1, 1], mq[0, 2]]  # M_00, M_01, M_10, M_11
+        m_p = None
+        if kind == "gaussian":  # dF/dq = -F/2: W_q = -c/2 W_c
+            m_q = -0.5 * c * m_c
+        else:
+            ev = components(i + 2)
+            w = qr * (c * prod([e[0] for j, e in enumerate(ev) if j != i]))
+            if p_i is None:
+                m_q = moments(w * ev[i][1])
+            else:
+                m = moments(jax.lax.complex(w * ev[i][1], w * ev[i][2]))
+                m_q, m_p = jnp.real(m), jnp.imag(m)
+        out += [m_q[2, 0], m_q[1, 1], m_q[1, 1], m_q[0, 2]]  # M_00, M_01, M_10, M_11
         if p_i is not None:
-            out.append(mom[index[("p", i)], 0, 0])
+            out.append(m_p[0, 0])
     return jnp.stack(out).astype(dtype)
 
 

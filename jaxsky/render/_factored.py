@@ -168,12 +168,18 @@ def factored_image(plan, kinds, c, off, ps, ms):
       ps: per component shape parameter (Sersic n, Moffat beta) or None.
       ms: per component (2, 2) quadratic form in arcsec^2.
     """
-    kx, ky, cols, rows = _grid(plan)
+    grid = _grid(plan)
+    kx, ky = grid[:2]
     r = c
     for kind, p, m in zip(kinds, ps, ms):
         r = r * radial_value(kind, p, _quad(m, kx, ky))
+    return image_of_grid(plan, grid, off, r, fuse=not any(k in _TABLES for k in kinds))
+
+
+def image_of_grid(plan, grid, off, r, fuse):
+    """The image of the real k-grid array ``r`` (broadcast to the grid) at offset ``off``."""
+    kx, ky, cols, rows = grid
     r = jnp.broadcast_to(r, kx.shape[:2] + ky.shape)
-    fuse = not any(k in _TABLES for k in kinds)
     # The 1-D phases computed once: XLA CPU otherwise re-evaluates their cosines and sines at
     # every grid point (paper plans: 25 -> 15 us per image at n_fft 36, k_fold 2).
     ph = _materialise(_phases(plan, off, kx, ky, cols, rows))

@@ -23,6 +23,7 @@ from jaxsky.render._factored import (
     _phases,
     _quad,
     closed_form,
+    image_of_grid,
 )
 from jaxsky.render.profiles import _log_k
 
@@ -71,8 +72,8 @@ def factored_jvp(plan, kinds, primals, tangents):
 def _value_and_tables(plan, kinds, primals):
     """The image, and {i: (F, dF/dq, dF/dp)} of the table components (shared residuals)."""
     c, off, ps, ms = primals
-    kx, ky, cols, rows = _grid(plan)
-    ev = [radial_derivs(k, p, _quad(m, kx, ky)) for k, p, m in zip(kinds, ps, ms)]
+    grid = _grid(plan)
+    ev = [radial_derivs(k, p, _quad(m, *grid[:2])) for k, p, m in zip(kinds, ps, ms)]
     for i, kind in enumerate(kinds):
         if kind in _TABLES:
             # Written out once, as complex grids F + i dF/dq and dF/dp + 0i (a complex sum is
@@ -86,10 +87,8 @@ def _value_and_tables(plan, kinds, primals):
             z_p = _materialise(jax.lax.complex(f_p, jnp.zeros_like(f_p)))
             ev[i] = (jnp.real(z), jnp.imag(z), jnp.real(z_p))
     r = c * functools.reduce(jnp.multiply, [e[0] for e in ev])
-    r = jnp.broadcast_to(r, kx.shape[:2] + ky.shape)
-    ph = _materialise(_phases(plan, off, kx, ky, cols, rows))
     tables = {i: e for i, (k, e) in enumerate(zip(kinds, ev)) if k in _TABLES}
-    return _linear(plan, r, None, ph, fuse=False), tables
+    return image_of_grid(plan, grid, off, r, fuse=False), tables
 
 
 def _tangent_flat(plan, kinds, primals, p_flat):

@@ -96,14 +96,7 @@ def _hermite_weights(t):
 
 def slice_p(tab: FTTable, p):
     """Cubic Hermite interpolation along p. Returns (F, dF/du) on the u-grid, shape (n_u,)."""
-    x = (p - tab.p0) / tab.dp
-    i = jnp.clip(jnp.floor(x), 0, tab.n_p - 2).astype(jnp.int32)
-    t = x - i
-    h00, h10, h01, h11 = _hermite_weights(t)
-    F, F_u, F_p, F_pu = (jnp.asarray(a) for a in (tab.F, tab.F_u, tab.F_p, tab.F_pu))
-    f = h00 * F[i] + h10 * tab.dp * F_p[i] + h01 * F[i + 1] + h11 * tab.dp * F_p[i + 1]
-    fu = h00 * F_u[i] + h10 * tab.dp * F_pu[i] + h01 * F_u[i + 1] + h11 * tab.dp * F_pu[i + 1]
-    return f, fu
+    return _sliced(tab, p)[3:]
 
 
 def eval_u(tab: FTTable, f, fu, u, p=None, tail=None):
@@ -118,10 +111,9 @@ def eval_u(tab: FTTable, f, fu, u, p=None, tail=None):
     and 0.
     """
     f, fu = _continued(tab, p, f, fu, tail=tail)
-    coef = jnp.stack(_spline_coef(f, fu, tab.du), axis=-1)
+    coef = jnp.stack(_spline_coef(f, fu, tab.du), axis=-1)  # one (4-wide) gather per point
     j, t, below, above = _locate(tab, u)
-    c = coef[j]
-    inner = c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))
+    inner = _horner(jnp.moveaxis(coef[j], -1, 0), t)
     return jnp.where(below, 1.0, jnp.where(above, 0.0, inner))
 
 
@@ -230,12 +222,7 @@ def eval_table(name: str, p, u, tail=None):
     through a custom JVP.
     """
     tab = load_table(name, jnp.result_type(float).name)
-    _, _, _, f, fu = _sliced(tab, p)
-    f, fu = _continued(tab, p, f, fu, tail=tail)
-    coef = jnp.stack(_spline_coef(f, fu, tab.du), axis=-1)
-    j, tu, below, above = _locate(tab, u)
-    inner = _horner(jnp.moveaxis(coef[j], -1, 0), tu)
-    return jnp.where(below, 1.0, jnp.where(above, 0.0, inner))
+    return eval_u(tab, *slice_p(tab, p), u, p, tail)
 
 
 def _gather_horner(cs, j, t):

@@ -86,8 +86,9 @@ class GSObject:
     def _kterms(self):
         """``(c, offset, comps)`` with ``kvalue(k) = c exp(-i k.offset) prod_i F_i(k^T M_i k)``.
 
-        ``comps``: tuples ``(kind, p, M)`` of a radial transform ``F`` of ``kind`` with shape
-        parameter ``p`` (or None) and a 2 x 2 quadratic form ``M`` (arcsec^2). None where the
+        ``comps``: tuples ``(kind, p, M, round)`` of a radial transform ``F`` of ``kind`` with
+        shape parameter ``p`` (or None), a 2 x 2 quadratic form ``M`` (arcsec^2) and a static
+        bool: True where ``M`` is known to be a multiple of the identity. None where the
         transform does not factor this way. :func:`draw` differentiates this form
         analytically (see ``_factored``).
         """

@@ -157,8 +157,8 @@ def image_from_folded(plan, folded):
     return jnp.fft.irfft2(folded.T, s=(n, n))[: plan.ny, : plan.nx]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def factored_image(plan, kinds, c, off, ps, ms):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 6))
+def factored_image(plan, kinds, c, off, ps, ms, rounds=()):
     """Image (ny, nx) of ``c exp(-i k.off) prod_i F_kinds[i](ps[i], k^T ms[i] k)``.
 
     Args:
@@ -167,13 +167,39 @@ def factored_image(plan, kinds, c, off, ps, ms):
       c: scalar amplitude (flux units); off: (2,) offset in arcsec.
       ps: per component shape parameter (Sersic n, Moffat beta) or None.
       ms: per component (2, 2) quadratic form in arcsec^2.
+      rounds: static bools, True where ``ms[i]`` is a multiple of the identity (then a
+        table component is looked up on the rows ky >= 0 only: :func:`table_values`).
     """
     grid = _grid(plan)
-    kx, ky = grid[:2]
     r = c
-    for kind, p, m in zip(kinds, ps, ms):
-        r = r * radial_value(kind, p, _quad(m, kx, ky))
+    for i, (kind, p, m) in enumerate(zip(kinds, ps, ms)):
+        r = r * table_values(plan, grid, kind, m, rounds[i] if rounds else False, p)[0]
     return image_of_grid(plan, grid, off, r, fuse=not any(k in _TABLES for k in kinds))
+
+
+def table_values(plan, grid, kind, m, round_, p, fn=None):
+    """``fn(kind, p, k^T m k)`` on the grid (default :func:`radial_value`), as a tuple.
+
+    A round table component (``round_``: ``m`` = s I, no cross term) has F(kx, -ky) =
+    F(kx, ky), bit for bit: it is evaluated on the rows |ky| = 0 .. h only, written out
+    once, and mirrored onto the grid's rows. Random-n Sersic x Moffat 64 (the PSF is round):
+    one of the two look-ups at half the points.
+    """
+    fn = fn or (lambda kind, p, q: (radial_value(kind, p, q),))
+    kx, ky, _, rows = grid
+    if not (round_ and kind in _TABLES):
+        return fn(kind, p, _quad(m, kx, ky))
+    h = plan.k_fold * plan.n_fft // 2
+    ky_half = jnp.asarray(np.arange(h + 1) * (2.0 * np.pi / (plan.n_fft * plan.scale)), ky.dtype)
+    half = fn(kind, p, _quad(m, kx, ky_half))
+    # Written out once: a reduction is a fusion boundary XLA CPU keeps (see _materialise;
+    # x + x = 2x exactly). Without it XLA fuses the look-ups into the mirrored reads.
+    half = [None if a is None else jnp.real(_materialise(jax.lax.complex(a, a))) for a in half]
+    if plan.k_fold == 1:  # rows 0 .. h-1, then -h .. -1 (FFT order)
+        mirror = lambda a: jnp.concatenate([a[..., :h], a[..., h:0:-1]], -1)  # noqa: E731
+    else:  # rows -h .. h-1
+        mirror = lambda a: jnp.concatenate([a[..., h:0:-1], a[..., :h]], -1)  # noqa: E731
+    return tuple(None if a is None else mirror(a) for a in half)
 
 
 def image_of_grid(plan, grid, off, r, fuse):
@@ -187,8 +213,8 @@ def image_of_grid(plan, grid, off, r, fuse):
 
 
 @factored_image.defjvp
-def _factored_image_jvp(plan, kinds, primals, tangents):
+def _factored_image_jvp(plan, kinds, rounds, primals, tangents):
     # The rule lives in _factored_grad (the tangent and the cost of its transpose).
     from jaxsky.render._factored_grad import factored_jvp
 
-    return factored_jvp(plan, kinds, primals, tangents)
+    return factored_jvp(plan, kinds, primals, tangents, rounds)

@@ -24,6 +24,7 @@ from jaxsky.render._factored import (
     _quad,
     closed_form,
     image_of_grid,
+    table_values,
 )
 from jaxsky.render.profiles import _log_k
 
@@ -42,7 +43,7 @@ def radial_derivs(kind, p, q):
     return jnp.where(pos, f, 1.0), f_q, jnp.where(pos, f_p, 0.0)
 
 
-def factored_jvp(plan, kinds, primals, tangents):
+def factored_jvp(plan, kinds, primals, tangents, rounds=()):
     """JVP of :func:`~jaxsky.render._factored.factored_image` (see that module's docstring).
 
     The value is the forward draw and the tangent L p goes through
@@ -60,7 +61,7 @@ def factored_jvp(plan, kinds, primals, tangents):
     c, off, ps, ms = primals
     tables = None
     if any(k in _TABLES for k in kinds):
-        out, tables = _value_and_tables(plan, kinds, primals)
+        out, tables = _value_and_tables(plan, kinds, primals, rounds)
     else:
         out = factored_image.fun(plan, kinds, c, off, ps, ms)
     p_flat = _transpose.pack(*tangents, out.dtype)
@@ -69,11 +70,15 @@ def factored_jvp(plan, kinds, primals, tangents):
     return out, _transpose.solve_pair(tmap, tt, p_flat, out.shape)
 
 
-def _value_and_tables(plan, kinds, primals):
+def _value_and_tables(plan, kinds, primals, rounds=()):
     """The image, and {i: (F, dF/dq, dF/dp)} of the table components (shared residuals)."""
     c, off, ps, ms = primals
     grid = _grid(plan)
-    ev = [radial_derivs(k, p, _quad(m, *grid[:2])) for k, p, m in zip(kinds, ps, ms)]
+    rounds = rounds or (False,) * len(kinds)
+    ev = [
+        table_values(plan, grid, k, m, rd, p, radial_derivs)
+        for k, p, m, rd in zip(kinds, ps, ms, rounds)
+    ]
     for i, kind in enumerate(kinds):
         if kind in _TABLES:
             # Written out once, as complex grids F + i dF/dq and dF/dp + 0i (a complex sum is

@@ -157,7 +157,13 @@ def _draw_core(obj, plan: DrawPlan):
         c, off, comps = terms
         kinds = tuple(t[0] for t in comps)
         img = _factored.factored_image(
-            plan, kinds, c, off, tuple(t[1] for t in comps), tuple(t[2] for t in comps)
+            plan,
+            kinds,
+            c,
+            off,
+            tuple(t[1] for t in comps),
+            tuple(t[2] for t in comps),
+            tuple(t[3] for t in comps),
         )
         if plan.alias_rings:
             img = img - _alias_correction(obj, plan)

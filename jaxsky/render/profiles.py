@@ -133,7 +133,8 @@ class _Radial(GSObject):
     def _kterms(self):
         p, size = self._kshape()
         eye = jnp.eye(2, dtype=jnp.result_type(size))
-        return self._flux, jnp.zeros(2, eye.dtype), ((self._kind, p, size * size * eye),)
+        # True: round (M = size^2 I), so F(kx, -ky) = F(kx, ky) on the grid (see _factored).
+        return self._flux, jnp.zeros(2, eye.dtype), ((self._kind, p, size * size * eye, True),)
 
     def _log_unit_sb_np(self, r):
         """log of the unit-flux surface brightness at radius ``r`` (numpy, for planning): a

@@ -85,7 +85,7 @@ class Transformation(GSObject):
         c, o, comps = inner
         j = self.jac
         # F(J^T k) with k^T M k: the quadratic form becomes J M J^T; offsets map through J.
-        comps = tuple((kind, p, j @ m @ j.T) for kind, p, m in comps)
+        comps = tuple((kind, p, j @ m @ j.T, False) for kind, p, m, _ in comps)
         return (self.flux_ratio * self._det()) * c, j @ o + self.offset, comps
 
     def _pull_back(self, x, y):

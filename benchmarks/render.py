@@ -291,15 +291,14 @@ def markdown(r):
             )
     lines += [
         "",
-        "jaxsky img/s: the median of 3 timed `draw_batch` calls on the whole batch after a "
+        "jaxsky img/s: the median of 5 timed `draw_batch` calls on the whole batch after a "
         "first (compiling) call; each includes the host planning (last column, also timed "
         "alone) that a user's loop pays per batch, which draw_batch overlaps with the draws "
-        "block by block. (Until session 5 the script timed one "
-        "call. A direct script that timed 5 calls on 512 of the random-n galaxies measured "
-        "~2x the committed random-n rate; timed interleaved in one process, the benchmark's "
-        "one call on 1,024 and the direct loop on 512 agree within the noise, and planning "
-        "is ~10% of a call, so the gap is run-to-run variance of single ~0.2-0.4 s calls, "
-        "which vary by up to 2x here; the median of 3 is steadier.)",
+        "block by block. GalSim img/s: `drawImage` on distinct galaxies of the same batch "
+        "(each once: a random-n Sersic builds its Hankel table every time), after one "
+        "untimed draw (a process's first draw pays one-time set-up), at least "
+        f"{r.get('galsim_images_min', 48)} of them (a quarter at the tight level) and at "
+        "least 1 s of drawing where the batch allows.",
         "",
         "value_and_grad / forward cost (one plan, batch of 32): "
         + ", ".join(f"{name} {c['grad']['ratio']:.2f}" for name, c in r["cases"].items()),

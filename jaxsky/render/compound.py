@@ -150,7 +150,9 @@ def _saddle_sb_np(log_a, log_b, d, m=17):
     With g(y) = ln A(|y|) + ln B(|x - y|), the integral of exp(g) is exp(g*) 2 pi / sqrt(det H)
     at the maximum y* of g on the segment [0, x] (Laplace's method); H is diagonal there: the
     radial curvature -g'' and the transverse one -(ln A)'(s)/s - (ln B)'(d - s)/(d - s).
-    Exact for two Gaussians. Zero where the maximum is at an end of the segment (a core:
+    Exact for two Gaussians up to the sampling: the maximum and the curvatures are taken at
+    the best of ``m`` points on the segment (~1% off for two Gaussians, measured in session
+    7). Zero where the maximum is at an end of the segment (a core:
     the zeroth-order far field covers that). ``log_a``, ``log_b``: numpy log SB of radius,
     returning new arrays (never views of the radii, which are overwritten); ``d`` (...):
     distances, broadcast against the profiles' batch. Returns (...).

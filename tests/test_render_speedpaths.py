@@ -202,34 +202,48 @@ def test_table_continuation_knots_follow_the_analytic_laws(x64, name, tail, p):
 
 
 @pytest.mark.parametrize("k_fold", [1, 2, 3])
-def test_round_table_mirror_matches_full_grid(x64, k_fold):
-    # A round table component is looked up on the rows ky >= 0 and mirrored: same image,
-    # same gradients as the full-grid look-up (with the sheared Sersic evaluated in full).
+def test_round_components_match_full_grid(x64, k_fold):
+    # A round table component is looked up on the rows ky >= 0 and mirrored, a round
+    # Gaussian becomes two 1-D factors: same image, same gradients as the full-grid forms
+    # (with the sheared Sersic evaluated in full).
     from jaxsky.render import _factored
 
     plan = jaxsky.DrawPlan(16, 16, 0.2, n_fft=32, k_fold=k_fold, alias_rings=0)
-    kinds = ("sersic", "moffat")
+    kinds = ("sersic", "moffat", "gaussian")
+    rounds = (False, True, True)
     w = jnp.asarray(np.random.default_rng(2).normal(size=(16, 16)))
-    ms = (jnp.array([[0.16, 0.03], [0.03, 0.12]]), jnp.array([[0.09, 0.0], [0.0, 0.09]]))
-    args = (2.0, jnp.array([0.013, -0.021]), (1.713, 2.613), ms)
+    ms = (
+        jnp.array([[0.16, 0.03], [0.03, 0.12]]),
+        jnp.array([[0.09, 0.0], [0.0, 0.09]]),
+        jnp.array([[0.012, 0.0], [0.0, 0.012]]),
+    )
+    args = (2.0, jnp.array([0.013, -0.021]), (1.713, 2.613, None), ms)
 
     def f(rounds, c, off, ps, ms):
         return jnp.sum(w * _factored.factored_image(plan, kinds, c, off, ps, ms, rounds))
 
     full = _factored.factored_image(plan, kinds, *args[:3], ms)
-    half = _factored.factored_image(plan, kinds, *args[:3], ms, (False, True))
-    np.testing.assert_allclose(half, full, rtol=0, atol=1e-15 * float(jnp.max(full)))
-    g_full = jax.grad(f, argnums=(1, 2, 3, 4))((False, False), *args)
-    g_half = jax.grad(f, argnums=(1, 2, 3, 4))((False, True), *args)
-    for a, b in zip(jax.tree_util.tree_leaves(g_half), jax.tree_util.tree_leaves(g_full)):
+    fast = _factored.factored_image(plan, kinds, *args[:3], ms, rounds)
+    np.testing.assert_allclose(fast, full, rtol=0, atol=1e-14 * float(jnp.max(full)))
+    g_full = jax.grad(f, argnums=(1, 2, 3, 4))((False,) * 3, *args)
+    g_fast = jax.grad(f, argnums=(1, 2, 3, 4))(rounds, *args)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_full)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
-    # Finite differences must stay on round quadratic forms (the flag's promise): the PSF's
-    # form is s^2 I with s the variable.
-    def g(c, off, ps, m0, s):
-        return f((False, True), c, off, ps, (m0, s * s * jnp.eye(2)))
+    # Finite differences must stay on round quadratic forms (the flag's promise): the round
+    # forms are s^2 I with s the variable.
+    def g(c, off, ps, m0, s1, s2):
+        ps = (*ps, None)
+        return f(rounds, c, off, ps, (m0, s1 * s1 * jnp.eye(2), s2 * s2 * jnp.eye(2)))
 
-    check_grads(g, (*args[:3], ms[0], 0.3), order=1, modes=["fwd", "rev"], eps=1e-5, rtol=2e-4)
+    check_grads(
+        g,
+        (*args[:2], (1.713, 2.613), ms[0], 0.3, 0.11),
+        order=1,
+        modes=["fwd", "rev"],
+        eps=1e-5,
+        rtol=2e-4,
+    )
 
 
 def test_round_flag_only_for_untransformed_profiles():

@@ -171,10 +171,17 @@ def factored_image(plan, kinds, c, off, ps, ms, rounds=()):
         table component is looked up on the rows ky >= 0 only: :func:`table_values`).
     """
     grid = _grid(plan)
-    r = c
+    kx, ky = grid[:2]
+    r, sep = c, []
     for i, (kind, p, m) in enumerate(zip(kinds, ps, ms)):
-        r = r * table_values(plan, grid, kind, m, rounds[i] if rounds else False, p)[0]
-    return image_of_grid(plan, grid, off, r, fuse=not any(k in _TABLES for k in kinds))
+        round_ = rounds[i] if rounds else False
+        if round_ and kind == "gaussian":
+            # exp(-s^2 k^2 / 2) = exp(-s^2 kx^2 / 2) exp(-s^2 ky^2 / 2): two 1-D factors,
+            # multiplied into the 1-D phases instead of an exp per grid point.
+            sep.append((jnp.exp(-0.5 * m[0, 0] * kx * kx), jnp.exp(-0.5 * m[1, 1] * ky * ky)))
+            continue
+        r = r * table_values(plan, grid, kind, m, round_, p)[0]
+    return image_of_grid(plan, grid, off, r, fuse=not any(k in _TABLES for k in kinds), sep=sep)
 
 
 def table_values(plan, grid, kind, m, round_, p, fn=None):
@@ -202,13 +209,19 @@ def table_values(plan, grid, kind, m, round_, p, fn=None):
     return tuple(None if a is None else mirror(a) for a in half)
 
 
-def image_of_grid(plan, grid, off, r, fuse):
-    """The image of the real k-grid array ``r`` (broadcast to the grid) at offset ``off``."""
+def image_of_grid(plan, grid, off, r, fuse, sep=()):
+    """The image of the real k-grid array ``r`` (broadcast to the grid) at offset ``off``.
+
+    ``sep``: further separable factors of the grid, pairs (fx like kx, fy like ky).
+    """
     kx, ky, cols, rows = grid
     r = jnp.broadcast_to(r, kx.shape[:2] + ky.shape)
+    exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows)
+    for fx, fy in sep:
+        exr, exi, eyr, eyi = exr * fx, exi * fx, eyr * fy, eyi * fy
     # The 1-D phases computed once: XLA CPU otherwise re-evaluates their cosines and sines at
     # every grid point (paper plans: 25 -> 15 us per image at n_fft 36, k_fold 2).
-    ph = _materialise(_phases(plan, off, kx, ky, cols, rows))
+    ph = _materialise((exr, exi, eyr, eyi))
     return _linear(plan, r, None, ph, fuse)
 
 

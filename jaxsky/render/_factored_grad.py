@@ -63,7 +63,7 @@ def factored_jvp(plan, kinds, primals, tangents, rounds=()):
     if any(k in _TABLES for k in kinds):
         out, tables = _value_and_tables(plan, kinds, primals, rounds)
     else:
-        out = factored_image.fun(plan, kinds, c, off, ps, ms)
+        out = factored_image.fun(plan, kinds, c, off, ps, ms, rounds)
     p_flat = _transpose.pack(*tangents, out.dtype)
     tmap = functools.partial(_tangent_flat, plan, kinds, primals)
     tt = functools.partial(_transpose.tangent_transpose, plan, kinds, primals, tables=tables)

@@ -66,7 +66,9 @@ def factored_jvp(plan, kinds, primals, tangents, rounds=()):
         out = factored_image.fun(plan, kinds, c, off, ps, ms, rounds)
     p_flat = _transpose.pack(*tangents, out.dtype)
     tmap = functools.partial(_tangent_flat, plan, kinds, primals)
-    tt = functools.partial(_transpose.tangent_transpose, plan, kinds, primals, tables=tables)
+    tt = functools.partial(
+        _transpose.tangent_transpose, plan, kinds, primals, tables=tables, rounds=rounds
+    )
     return out, _transpose.solve_pair(tmap, tt, p_flat, out.shape)
 
 

@@ -118,7 +118,7 @@ def _fresh(kx, ky, off, j):
     return kx + zero, ky + zero
 
 
-def tangent_transpose(plan, kinds, primals, img_ct, tables=None):
+def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
     """Transpose of the tangent map: image cotangent (ny, nx) -> flat scalar cotangent.
 
     Args:
@@ -128,6 +128,8 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None):
       tables: optional {component index: (F, dF/dq, dF/dp)} of the table components on the
         k-grid, shared with the forward draw (see ``_factored_grad.factored_jvp``);
         evaluated here when None.
+      rounds: static bools as for ``factored_image``: a round Gaussian's two 1-D factors
+        go into the 1-D phases (no exp per grid point and base).
 
     Returns:
       float[flat_size] cotangent of the :func:`pack` ed scalar tangents.
@@ -138,6 +140,10 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None):
     kx, ky, cols, rows = _grid(plan)
     dtype = kx.dtype
     exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows)
+    sep = {i for i, k in enumerate(kinds) if k == "gaussian" and (rounds[i] if rounds else False)}
+    for i in sep:  # exp(-s^2 k^2 / 2) = exp(-s^2 kx^2 / 2) exp(-s^2 ky^2 / 2)
+        fx, fy = jnp.exp(-0.5 * ms[i][0, 0] * kx * kx), jnp.exp(-0.5 * ms[i][1, 1] * ky * ky)
+        exr, exi, eyr, eyi = exr * fx, exi * fx, eyr * fy, eyi * fy
     # P = folded cotangent (unfolded onto the rows) x the ky phases: (n/2+1, m), and the kx
     # phases (kf, n/2+1, 1), both complex and computed once (complex: see the docstring).
     f = _unfold_rows(plan, _folded_adjoint(plan, img_ct.astype(dtype), dtype))
@@ -148,6 +154,8 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None):
     qr, qi = pr * er - pi * ei, pr * ei + pi * er
 
     def evaluate(i, grid):
+        if i in sep:  # in the phases already; dF/dq = -F/2 is used as -c/2 W_c below
+            return (1.0, None, None)
         return radial_derivs(kinds[i], ps[i], _quad(ms[i], *grid))
 
     # Table look-ups (gathers) are evaluated once for all the bases (recomputing them per

@@ -24,6 +24,7 @@ from jaxsky.render._factored import (
     _quad,
     closed_form,
     image_of_grid,
+    separable_gaussians,
     table_values,
 )
 from jaxsky.render.profiles import _log_k
@@ -77,10 +78,12 @@ def _value_and_tables(plan, kinds, primals, rounds=()):
     c, off, ps, ms = primals
     grid = _grid(plan)
     rounds = rounds or (False,) * len(kinds)
-    ev = [
-        table_values(plan, grid, k, m, rd, p, radial_derivs)
-        for k, p, m, rd in zip(kinds, ps, ms, rounds)
-    ]
+    gauss = separable_gaussians(kinds, ms, rounds)  # in the 1-D phases, as in the forward
+    ev = {
+        i: table_values(plan, grid, k, m, rd, p, radial_derivs)
+        for i, (k, p, m, rd) in enumerate(zip(kinds, ps, ms, rounds))
+        if i not in gauss
+    }
     for i, kind in enumerate(kinds):
         if kind in _TABLES:
             # Written out once, as complex grids F + i dF/dq and dF/dp + 0i (a complex sum is
@@ -93,9 +96,9 @@ def _value_and_tables(plan, kinds, primals, rounds=()):
             z = _materialise(jax.lax.complex(f, f_q))
             z_p = _materialise(jax.lax.complex(f_p, jnp.zeros_like(f_p)))
             ev[i] = (jnp.real(z), jnp.imag(z), jnp.real(z_p))
-    r = c * functools.reduce(jnp.multiply, [e[0] for e in ev])
-    tables = {i: e for i, (k, e) in enumerate(zip(kinds, ev)) if k in _TABLES}
-    return image_of_grid(plan, grid, off, r, fuse=False), tables
+    r = c * functools.reduce(jnp.multiply, [e[0] for e in ev.values()], 1.0)
+    tables = {i: e for i, e in ev.items() if kinds[i] in _TABLES}
+    return image_of_grid(plan, grid, off, r, False, tuple(gauss.values())), tables
 
 
 def _tangent_flat(plan, kinds, primals, p_flat):

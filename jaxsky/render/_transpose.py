@@ -53,6 +53,7 @@ from jaxsky.render._factored import (
     _phases,
     _quad,
     image_from_folded,
+    separable_gaussians,
 )
 
 __all__ = ["flat_size", "pack", "solve_pair", "tangent_transpose", "unpack"]
@@ -139,11 +140,8 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
     c, off, ps, ms = primals
     kx, ky, cols, rows = _grid(plan)
     dtype = kx.dtype
-    exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows)
-    sep = {i for i, k in enumerate(kinds) if k == "gaussian" and (rounds[i] if rounds else False)}
-    for i in sep:  # exp(-s^2 k^2 / 2) = exp(-s^2 kx^2 / 2) exp(-s^2 ky^2 / 2)
-        fx, fy = jnp.exp(-0.5 * ms[i][0, 0] * kx * kx), jnp.exp(-0.5 * ms[i][1, 1] * ky * ky)
-        exr, exi, eyr, eyi = exr * fx, exi * fx, eyr * fy, eyi * fy
+    sep = separable_gaussians(kinds, ms, rounds)
+    exr, exi, eyr, eyi = _phases(plan, off, kx, ky, cols, rows, tuple(sep.values()))
     # P = folded cotangent (unfolded onto the rows) x the ky phases: (n/2+1, m), and the kx
     # phases (kf, n/2+1, 1), both complex and computed once (complex: see the docstring).
     f = _unfold_rows(plan, _folded_adjoint(plan, img_ct.astype(dtype), dtype))

@@ -106,6 +106,16 @@ class GSObject:
         """Concrete estimate of the wave-number beyond which ``|F(k)| / flux < threshold``."""
         raise NotImplementedError
 
+    def _kbound_np(self, k, threshold: float):
+        """Upper bound on ``|F(k')| / flux`` over all directions and all ``|k'| >= k`` (numpy,
+        for planning): non-increasing in ``k`` (1/arcsec, broadcast against the batch).
+
+        This default knows only :meth:`_maxk_np`: 1 below it, ``threshold`` beyond. Profiles
+        with a closed form or a table give the bound itself, so that a convolution's bound
+        is the product of its factors' (:meth:`Convolution._kbound_np`).
+        """
+        return np.where(np.asarray(k) < self._maxk_np(threshold), 1.0, threshold)
+
     def _sb_np(self, r, bound=True):
         """Concrete surface brightness (flux / arcsec^2) at radius ``r`` (numpy, for planning).
 

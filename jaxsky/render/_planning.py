@@ -165,6 +165,25 @@ def _scan_positions(n):
     return out + [n - 1]
 
 
+def _k_folds(obj, scale, gsp):
+    """Nyquist zones per axis: the fewest ``kf`` with |F(k)| / flux <= ``maxk_threshold`` at
+    every |k| >= kf pi / scale (from the profile's bound :meth:`GSObject._kbound_np`), and
+    never more than ``maxk`` (:meth:`GSObject._maxk_np`) asks for. (n,) ints."""
+    thr, cap = gsp.maxk_threshold, gsp.max_k_fold + 1  # cap: "more than allowed"
+    maxk = np.asarray(obj._maxk_np(thr), float).reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        need = np.ceil(maxk * scale / math.pi)
+    k_fold = np.clip(np.where(np.isnan(need), cap, need), 1, cap)
+    top = int(k_fold.max())
+    if top > 1:
+        zones = np.arange(1, top)[:, None]  # the fold counts below ``top``, tested at once
+        with np.errstate(all="ignore"):
+            bound = np.asarray(obj._kbound_np(zones * (math.pi / scale), thr), float)
+        ok = np.broadcast_to(bound, (top - 1, len(maxk))) <= thr
+        k_fold = np.minimum(k_fold, np.where(ok.any(axis=0), np.argmax(ok, axis=0) + 1, top))
+    return k_fold.astype(int)
+
+
 def plan_sizes(obj, nx, ny, scale, gsparams=None):
     """Per-profile static sizes: (n_fft, k_fold, ok) arrays over the batch (or scalars).
 
@@ -353,8 +372,7 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
         todo, stashed = stuck[hi[stuck] < len(cand) - 1], False
         hi[todo] += 1
     n_fft = cand[hi]
-    maxk = np.asarray(obj._maxk_np(gsp.maxk_threshold), float).reshape(-1)
-    k_fold = np.maximum(1, np.ceil(maxk * scale / math.pi)).astype(int)
+    k_fold = _k_folds(obj, scale, gsp)
     k_ok = k_fold <= gsp.max_k_fold
     k_fold = np.minimum(k_fold, gsp.max_k_fold)
     return np.broadcast_arrays(n_fft, k_fold, fits & k_ok, rings)

@@ -114,6 +114,11 @@ class Convolution(GSObject):
         # The product is below threshold wherever any factor is (|F_i| / flux_i <= 1).
         return functools.reduce(np.minimum, [o._maxk_np(threshold) for o in self.objs])
 
+    def _kbound_np(self, k, threshold):
+        # |F| / flux is the product of the factors' (each <= 1): a far tighter maxk than the
+        # smallest factor's (GalSim's choice for SBConvolve) when two fall off together.
+        return functools.reduce(np.multiply, [o._kbound_np(k, threshold) for o in self.objs])
+
     def _sb_np(self, r, bound=True):
         # The zeroth-order far field (each wing carried by the other components' flux) is
         # right when a wing falls slowly (power laws); when both fall fast (Sersic n < ~1.5

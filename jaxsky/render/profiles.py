@@ -190,6 +190,10 @@ class Gaussian(_Radial):
     def _maxk_np(self, threshold):
         return math.sqrt(-2.0 * math.log(threshold)) / np.asarray(self.sigma, float)
 
+    def _kbound_np(self, k, threshold):
+        ks = k * np.asarray(self.sigma, float)
+        return np.exp(-0.5 * ks * ks)
+
     def _log_unit_sb_np(self, r):
         s2 = np.asarray(self.sigma, float) ** 2
         y = _inplace(np.divide, _inplace(np.multiply, 0.5 * r, r), s2)  # 0.5 r^2 / s2
@@ -231,6 +235,10 @@ class Exponential(_Radial):
 
     def _maxk_np(self, threshold):
         return math.sqrt(threshold ** (-2.0 / 3.0) - 1.0) / np.asarray(self.scale_radius, float)
+
+    def _kbound_np(self, k, threshold):
+        kr = k * np.asarray(self.scale_radius, float)
+        return (1.0 + kr * kr) ** -1.5
 
     def _log_unit_sb_np(self, r):
         r0 = np.asarray(self.scale_radius, float)
@@ -367,6 +375,11 @@ class Sersic(_Radial):
             self.half_light_radius, float
         )
 
+    def _kbound_np(self, k, threshold):
+        n = np.asarray(self.n, float)
+        kr = k * np.asarray(self.half_light_radius, float)
+        return _table_kbound("sersic", n, kr, tail=2.0 + 1.0 / n)
+
     def _b_np(self):
         return _np_memo(self, "b", lambda: _sersic_b_np(np.asarray(self.n, float)))
 
@@ -443,6 +456,10 @@ class Moffat(_Radial):
         beta = np.asarray(self.beta, float)
         return _table_maxk("moffat", beta, threshold) / np.asarray(self.scale_radius, float)
 
+    def _kbound_np(self, k, threshold):
+        kr = k * np.asarray(self.scale_radius, float)
+        return _table_kbound("moffat", np.asarray(self.beta, float), kr)
+
     def _log_unit_sb_np(self, r):
         beta, rd = np.asarray(self.beta, float), np.asarray(self.scale_radius, float)
         y = r / rd
@@ -465,6 +482,36 @@ def _table_reach(name, threshold):
     reach = np.maximum(F[:-1], F[1:]) * (1.0 + 1e-9) >= threshold
     last = F.shape[1] - 1 - np.argmax(reach[:, ::-1], axis=-1)
     return np.where(reach.any(axis=-1), last, -1)
+
+
+@functools.cache
+def _table_envelope(name):
+    """max_{j' >= j} |F[i, j']| of a table (the running maximum from the high-k end)."""
+    F = np.abs(_tables.table_numpy(name)["F"])
+    return np.maximum.accumulate(F[:, ::-1], axis=1)[:, ::-1]
+
+
+def _table_kbound(name, p, kr, tail=None):
+    """Upper bound on |F| at all k r >= ``kr`` (table units) for shape parameters ``p``.
+
+    Between two p nodes the interpolated |F| stays within the larger node's (as in
+    :func:`_table_reach`); between two u nodes within the larger of them: so the envelope at
+    the u node at or below ln(kr), of both p nodes, bounds every |F| beyond (margin 1e-9 for
+    rounding). Past the table's end, ``tail``: the exponent of the power-law decay
+    (F ~ k^-tail) of its last value; without it, the last envelope value.
+    """
+    z, env = _tables.table_numpy(name), _table_envelope(name)
+    pn, u = z["p"], z["u"]
+    p, kr = np.broadcast_arrays(np.asarray(p, float), np.asarray(kr, float))
+    i = np.clip(np.searchsorted(pn, p, side="right") - 1, 0, len(pn) - 2)
+    with np.errstate(divide="ignore"):
+        uu = np.log(kr)
+    j = np.clip(np.floor((uu - u[0]) / (u[1] - u[0])), 0, len(u) - 1).astype(int)
+    out = np.maximum(env[i, j], env[i + 1, j]) * (1.0 + 1e-9)
+    if tail is not None:
+        past = np.maximum(uu - u[-1], 0.0)
+        out = out * np.exp(-np.broadcast_to(tail, p.shape) * past)
+    return out
 
 
 def _interp_rows(z, p, i, cols):

@@ -120,6 +120,10 @@ class Transformation(GSObject):
         sv = self._singular_values()
         return self.obj._maxk_np(threshold) / sv[..., -1]
 
+    def _kbound_np(self, k, threshold):
+        # F(k) = F_obj(J^T k) (times a phase): |J^T k| >= s_min |k| in every direction.
+        return self.obj._kbound_np(k * self._singular_values()[..., -1], threshold)
+
     def _shift_np(self):
         return _np_memo(
             self, "shift", lambda: np.hypot(*np.moveaxis(np.asarray(self.offset, float), -1, 0))

@@ -60,21 +60,29 @@ def test_flux_and_centroid_of_even_and_odd_stamps():
 
 def test_streamed_planning_draws_every_galaxy_with_a_plan_that_fits(monkeypatch):
     """Planned block by block (chunks start while later blocks are planned), every galaxy is
-    drawn once, with FFT sizes at least those it needs, and matches its own draw."""
+    drawn once, with its own plan, in whole chunks and one remainder per plan and block,
+    and matches its own draw."""
 
     monkeypatch.setattr(drawing, "_PLAN_BLOCK", 8)
     rng = np.random.default_rng(5)
-    b = 29  # not a multiple of the block or the chunk: left-overs are merged at the end
+    b = 29  # not a multiple of the block or the chunk
     n, hlr = rng.uniform(0.5, 6, b), rng.uniform(0.1, 1.2, b)
     g1, flux = rng.uniform(-0.3, 0.3, b), rng.uniform(1e3, 1e4, b)
     batch = make(n, hlr, g1, flux)
     need = drawing.plan_sizes_rings(batch, 32, 32, 0.2)
     seen = np.zeros(b, int)
     host = jax.tree_util.tree_map(np.asarray, batch)
+    prev, remainders = 0, set()
     for plan, idx in drawing._stream_groups(host, 32, 32, 0.2, "auto", None, b, 4):
         seen[idx] += 1
-        assert np.all(plan.n_fft >= need[0][idx]) and np.all(plan.k_fold >= need[1][idx])
-        assert np.all(plan.alias_rings >= need[3][idx])
+        assert np.all(plan.n_fft == need[0][idx]) and np.all(plan.k_fold == need[1][idx])
+        assert np.all(plan.alias_rings == need[3][idx])
+        (blk,) = set(idx // 8)  # one block per group: a block is done before the next starts
+        assert blk >= prev
+        prev = blk
+        if len(idx) % 4:  # at most one remainder per plan and block
+            assert (plan, blk) not in remainders
+            remainders.add((plan, blk))
     np.testing.assert_array_equal(seen, 1)
     imgs = np.asarray(jaxsky.draw_batch(batch, nx=32, ny=32, scale=0.2, chunk_size=4))
     for i in range(0, b, 7):

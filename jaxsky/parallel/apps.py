@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxsky.parallel.sharding import batch_mesh, sharded_map
 from jaxsky.render import DrawPlan, GSParams, batch_axes, draw, make_plan
-from jaxsky.render.drawing import _group_by_plan  # the same groups as draw_batch
+from jaxsky.render.drawing import _group_by_plan
 
 __all__ = ["sharded_draw", "sharded_predict", "map_galaxies"]
 
@@ -128,7 +128,8 @@ def _draw_one_plan(leaves, treedef, flags, plan, method, chunk, mesh):
 
 
 def _groups(objs, nx, ny, scale, gsparams, n, min_group, method="auto"):
-    """[(DrawPlan, indices)]: :func:`jaxsky.draw_batch`'s grouping (FFT sizes and rings)."""
+    """[(DrawPlan, indices)]: galaxies grouped by FFT sizes and rings, small groups merged
+    into larger plans (:func:`jaxsky.draw_batch` streams blocks with exact plans instead)."""
     groups = _group_by_plan(objs, nx, ny, float(scale), method, gsparams, n, min_group)
     return [(plan, np.sort(np.asarray(idx))) for plan, idx in groups.items()]
 

@@ -228,3 +228,53 @@ def test_batch_plan_is_per_profile_plan(make, nx):
         for i in range(b):
             one = _planning.plan_sizes_rings(_planning._take(obj, flags, i), nx, nx, 0.2, gsp)
             assert [int(x[i]) for x in batch] == [int(np.ravel(x)[0]) for x in one]
+
+
+def test_saddle_screen_keeps_the_plans(monkeypatch):
+    # With a Gaussian PSF the planner evaluates the saddle light only for profiles that
+    # have one at their nearest, middle or farthest copy distance; the plans must be those
+    # of the exact estimate at every distance.
+    rng = np.random.default_rng(11)
+    b = 256
+    g1, g2 = rng.uniform(-0.4, 0.4, (2, b))
+    sersic = jaxsky.Sersic(rng.uniform(0.5, 6.0, b), half_light_radius=rng.uniform(0.05, 1.2, b))
+    batches = {
+        "paper": (_paper_like(rng, b), 33, 0.2),
+        "sersic_gauss": (
+            jaxsky.Convolve(sersic.shear(g1=g1, g2=g2), jaxsky.Gaussian(fwhm=0.7)),
+            64,
+            0.2,
+        ),
+        "hst_like": (
+            jaxsky.Convolve(
+                sersic.shear(g1=g1, g2=g2), jaxsky.Gaussian(fwhm=rng.uniform(0.5, 1, b))
+            ),
+            64,
+            0.03,
+        ),
+    }
+    calls = []
+    screen = _planning._no_saddle
+
+    def spy(saddle, d):
+        out = screen(saddle, d)
+        calls.append(out.mean())
+        return out
+
+    for name, (obj, nx, scale) in batches.items():
+        host = _np_tree(obj)
+        assert host._saddle_gaussian_np()
+        monkeypatch.setattr(_planning, "_no_saddle", spy)
+        fast = _planning.plan_sizes_rings(host, nx, nx, scale)
+        monkeypatch.setattr(_planning, "_no_saddle", lambda s, d: np.zeros(d.shape[1], bool))
+        exact = _planning.plan_sizes_rings(_np_tree(obj), nx, nx, scale)
+        for a, e in zip(fast, exact):
+            np.testing.assert_array_equal(a, e, err_msg=name)
+    assert max(calls) > 0.5  # the screen did take most profiles out somewhere
+
+
+def test_saddle_screen_only_with_gaussian_psfs():
+    gal = jaxsky.Sersic(1.0, half_light_radius=0.5).shear(g1=0.2, g2=0.0)
+    assert jaxsky.Convolve(gal, jaxsky.Gaussian(fwhm=0.3).shift(0.1, 0.0))._saddle_gaussian_np()
+    assert not jaxsky.Convolve(gal, jaxsky.Moffat(3.0, fwhm=0.7))._saddle_gaussian_np()
+    assert not jaxsky.Convolve(jaxsky.Gaussian(fwhm=0.3), gal)._saddle_gaussian_np()

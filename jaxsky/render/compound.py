@@ -126,6 +126,18 @@ class Convolution(GSObject):
         # up to ~30x more at the distances of the periodic copies (hst64 outlier, issue 2).
         return np.maximum(self._far_sb_np(r, bound), self._saddle_np(r, bound))
 
+    def _saddle_gaussian_np(self):
+        """Whether every factor but the first is a (transformed) Gaussian: then the saddle's
+        place d - s* = -sigma^2 (ln A)'(s*) moves monotonically towards the end of the segment
+        as d grows (Sersic wings), so none at the nearest distance means none farther
+        (used by the planner's screen, ``_planning._no_saddle``)."""
+        from jaxsky.render.profiles import Gaussian
+
+        def base(o):
+            return base(o.obj) if hasattr(o, "obj") else o
+
+        return all(isinstance(base(o), Gaussian) for o in self.objs[1:])
+
     def _saddle_np(self, r, bound=True):
         """The saddle light of :meth:`_sb_np` alone (0 where there is none)."""
         a, rest = self.objs[0], self.objs[1:]

@@ -60,8 +60,8 @@ def test_flux_and_centroid_of_even_and_odd_stamps():
 
 def test_streamed_planning_draws_every_galaxy_with_a_plan_that_fits(monkeypatch):
     """Planned block by block (chunks start while later blocks are planned), every galaxy is
-    drawn once, with its own plan, in whole chunks and one remainder per plan and block,
-    and matches its own draw."""
+    drawn once, with FFT sizes at least those it needs, in whole chunks and one remainder
+    per plan and block, and matches its own draw."""
 
     monkeypatch.setattr(drawing, "_PLAN_BLOCK", 8)
     rng = np.random.default_rng(5)
@@ -75,8 +75,8 @@ def test_streamed_planning_draws_every_galaxy_with_a_plan_that_fits(monkeypatch)
     prev, remainders = 0, set()
     for plan, idx in drawing._stream_groups(host, 32, 32, 0.2, "auto", None, b, 4):
         seen[idx] += 1
-        assert np.all(plan.n_fft == need[0][idx]) and np.all(plan.k_fold == need[1][idx])
-        assert np.all(plan.alias_rings == need[3][idx])
+        assert np.all(plan.n_fft >= need[0][idx]) and np.all(plan.k_fold >= need[1][idx])
+        assert np.all(plan.alias_rings >= need[3][idx])
         (blk,) = set(idx // 8)  # one block per group: a block is done before the next starts
         assert blk >= prev
         prev = blk

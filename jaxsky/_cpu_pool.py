@@ -20,10 +20,9 @@ With ``NPROC=8`` on 2 cores the reproducer ran 300 calls without a hang. Spare t
 free for rendering, though: on 2 cores (session 6, 1,024 stamps per call, medians of 9 calls)
 random-n Sersic x Moffat drew at 2,567 / 3,248 / 3,450 images/s with 8 / 4 / 2 pool threads and
 the paper's Exponential x Gaussian at 21.6k / 23.7k / 24.8k. A process that only renders can
-set ``NPROC`` before JAX starts; this function then leaves it alone. Session 9 (blocks of 512
-planned while the previous block draws): ``NPROC=1`` drew the paper case fastest (29 ms per
-1,024 stamps, against 37 / 38 ms with 2 / 8 threads: the host planner has the other core),
-``NPROC=2`` random-n Sersic x Moffat 64 (144 ms, against 165 / 193 ms with 1 / 8).
+set ``NPROC`` before JAX starts; this function then leaves it alone. Which value draws fastest
+depends on the work (README, "Thread pool": ``NPROC=1`` for the paper case, whose host planning
+then has the other core; ``NPROC=2`` for random-n Sersic x Moffat 64).
 """
 
 from __future__ import annotations

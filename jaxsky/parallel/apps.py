@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxsky.parallel.sharding import batch_mesh, sharded_map
 from jaxsky.render import DrawPlan, GSParams, batch_axes, draw, make_plan
-from jaxsky.render.drawing import _group_by_plan
+from jaxsky.render.drawing import _group_by_plan  # draw_batch's grouping, whole batch at once
 
 __all__ = ["sharded_draw", "sharded_predict", "map_galaxies"]
 
@@ -129,7 +129,7 @@ def _draw_one_plan(leaves, treedef, flags, plan, method, chunk, mesh):
 
 def _groups(objs, nx, ny, scale, gsparams, n, min_group, method="auto"):
     """[(DrawPlan, indices)]: galaxies grouped by FFT sizes and rings, small groups merged
-    into larger plans (:func:`jaxsky.draw_batch` streams blocks with exact plans instead)."""
+    into larger plans (as :func:`jaxsky.draw_batch` groups each block it streams)."""
     groups = _group_by_plan(objs, nx, ny, float(scale), method, gsparams, n, min_group)
     return [(plan, np.sort(np.asarray(idx))) for plan, idx in groups.items()]
 

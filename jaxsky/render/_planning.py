@@ -345,16 +345,16 @@ def plan_sizes_rings(obj, nx, ny, scale, gsparams=None):
         w, dn = sb[near].copy(), dist[near][:, kt]
         with np.errstate(all="ignore"):
             # _sb_np is max(_far_sb_np, the saddle light); the former is the wing.
-            if hasattr(sub, "_saddle_np"):
+            if not hasattr(sub, "_saddle_np"):
+                extra = sub._sb_np(dn, True)
+            elif not sub._saddle_gaussian_np():
+                extra = sub._saddle_np(dn, True)
+            else:  # only the profiles with a saddle somewhere (see _no_saddle)
                 extra = np.zeros_like(dn)
-                some = np.arange(len(it))
-                if sub._saddle_gaussian_np():  # see _no_saddle
-                    some = np.flatnonzero(~_no_saddle(sub._saddle_np, dn))
+                some = np.flatnonzero(~_no_saddle(sub._saddle_np, dn))
                 if len(some):
                     one = _take(obj, flags, it[some]) if nb > 1 and len(some) < len(it) else sub
                     extra[:, some] = one._saddle_np(dn[:, some], True)
-            else:
-                extra = sub._sb_np(dn, True)
             sb[near] = np.maximum(w, extra)
             if n_rings:  # left: the correction's neglected terms and the light it misses
                 eps = np.minimum(1.0, gsp.far_field_error * per["size2"][it] / dist2[near][:, kt])

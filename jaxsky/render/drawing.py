@@ -332,9 +332,9 @@ def _stream_groups(objs, nx, ny, scale, method, gsparams, nbatch, chunk, block=N
     a block while the host plans the next. Within a block, a plan needed by fewer than
     ``chunk`` galaxies joins the next larger one (:func:`_merge_groups`); each group comes in
     whole chunks of ``chunk`` and one remainder (drawn in a power-of-two chunk). Holding
-    remainders back across blocks to fill chunks left the device idle while the host
-    planned, then a long tail of chunks after it (paper case: 34.8 -> 28.5 ms per 1,024;
-    random-n: 170 -> 155 ms, NPROC=1).
+    remainders back across blocks to fill chunks (session 8) left the device idle while the
+    host planned, then a long tail of chunks after it (1,024 stamps, NPROC=1, measured with
+    exact per-galaxy plans: paper 34.8 -> 28.5 ms, random-n 170 -> 155 ms).
     """
     scale = check_static_positive("scale", scale)
     block = block or _PLAN_BLOCK

@@ -371,14 +371,14 @@ class Sersic(_Radial):
 
     def _maxk_np(self, threshold):
         n = np.asarray(self.n, float)
-        return _table_maxk("sersic", n, threshold, tail=lambda: 2.0 + 1.0 / n) / np.asarray(
+        return _table_maxk("sersic", n, threshold, tail=lambda: _sersic_k_tail(n)) / np.asarray(
             self.half_light_radius, float
         )
 
     def _kbound_np(self, k, threshold):
         n = np.asarray(self.n, float)
         kr = k * np.asarray(self.half_light_radius, float)
-        return _table_kbound("sersic", n, kr, tail=2.0 + 1.0 / n)
+        return _table_kbound("sersic", n, kr, tail=_sersic_k_tail(n))
 
     def _b_np(self):
         return _np_memo(self, "b", lambda: _sersic_b_np(np.asarray(self.n, float)))
@@ -482,6 +482,12 @@ def _table_reach(name, threshold):
     reach = np.maximum(F[:-1], F[1:]) * (1.0 + 1e-9) >= threshold
     last = F.shape[1] - 1 - np.argmax(reach[:, ::-1], axis=-1)
     return np.where(reach.any(axis=-1), last, -1)
+
+
+def _sersic_k_tail(n):
+    """Exponent of the Sersic transform's power-law decay beyond the table, F ~ k^-(2 + 1/n)
+    (the cusp r^(1/n) at the centre)."""
+    return 2.0 + 1.0 / n
 
 
 @functools.cache

@@ -171,8 +171,18 @@ def _linear(plan, tr, ti, ph, fuse=True):
 
 def image_from_folded(plan, folded):
     """Image (ny, nx) of the folded k array (n/2+1, n) in FFT order (columns: ky bins)."""
-    n = plan.n_fft
-    return jnp.fft.irfft2(folded.T, s=(n, n))[: plan.ny, : plan.nx]
+    return inverse_fft_crop(folded, plan.n_fft, plan.ny, plan.nx)
+
+
+def inverse_fft_crop(folded, n, ny, nx):
+    """``irfft2(folded.T, s=(n, n))[:ny, :nx]`` for ``folded`` (n/2+1, n), computed in two
+    1-D stages: the ky transform runs along the array's last axis (no transpose of the
+    grid-sized input), and the real kx transform only for the ny rows kept. Paper Exponential
+    x Gaussian 33 (n_fft 36-72): draw_batch 24.9 -> 22.6 ms per 1,024 (one XLA thread),
+    random-n Sersic x Moffat 64: 175 -> 159 ms (in-process A/B, session 10).
+    """
+    rows = jnp.fft.ifft(folded, n, axis=1)[:, :ny]  # (n/2+1, ny): kx by output row
+    return jnp.fft.irfft(rows.T, n, axis=1)[:, :nx]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 6))

@@ -20,6 +20,8 @@ CASES = [
     (("sersic", "moffat"), 1, True),
     (("exponential",), 2, False),
     (("moffat", "sersic"), 2, False),
+    (("gaussian",), 2, True),
+    (("gaussian", "exponential", "gaussian"), 3, False),
 ]
 
 
@@ -49,6 +51,34 @@ def test_transpose_is_adjoint_of_tangent(x64, kinds, k_fold, pixel):
     transpose = jax.jit(lambda y: _transpose.tangent_transpose(plan, kinds, primals, y))
     for _ in range(3):
         p = jnp.asarray(rng.normal(size=t))
+        y = jnp.asarray(rng.normal(size=(11, 12)))
+        lp, lty = tangent(p), transpose(y)
+        lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(lty, p))
+        np.testing.assert_allclose(lhs, rhs, rtol=1e-11, atol=1e-13 * float(jnp.abs(lp).max()))
+
+
+@pytest.mark.parametrize(
+    "kinds", [("exponential", "gaussian"), ("gaussian",), ("sersic", "gaussian")]
+)
+def test_transpose_is_adjoint_with_round_gaussians_in_the_phases(x64, kinds):
+    # A round Gaussian (M = s^2 I) goes into the 1-D phases (rounds=True); the one-pass
+    # closed-form transpose then takes its M-cotangent from W_c's second moments.
+    plan = jaxsky.DrawPlan(12, 11, 0.25, n_fft=24, k_fold=3, pixel=True, alias_rings=0)
+    c, off, ps, ms = _primals(kinds)
+    ms = tuple(0.07 * jnp.eye(2) if k == "gaussian" else m for k, m in zip(kinds, ms))
+    rounds = tuple(k == "gaussian" for k in kinds)
+    primals = (c, off, ps, ms)
+    tangent = jax.jit(
+        lambda p: _factored_grad.tangent_image(
+            plan, kinds, primals, _transpose.unpack(p, ps, primals)
+        )
+    )
+    transpose = jax.jit(
+        lambda y: _transpose.tangent_transpose(plan, kinds, primals, y, rounds=rounds)
+    )
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        p = jnp.asarray(rng.normal(size=_transpose.flat_size(kinds, ps)))
         y = jnp.asarray(rng.normal(size=(11, 12)))
         lp, lty = tangent(p), transpose(y)
         lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(lty, p))

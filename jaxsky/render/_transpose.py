@@ -156,6 +156,8 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
             return (1.0, None, None)
         return radial_derivs(kinds[i], ps[i], _quad(ms[i], *grid))
 
+    if _one_pass_ok(kinds):
+        return _closed_form_transpose(kinds, c, ms, sep, qr, qi, kx, ky, off, evaluate, dtype)
     # Table look-ups (gathers) are evaluated once for all the bases (recomputing them per
     # base costs more than XLA writing them out); closed forms once per base.
     if tables is None:
@@ -199,6 +201,68 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
         out += [m_q[2, 0], m_q[1, 1], m_q[1, 1], m_q[0, 2]]  # M_00, M_01, M_10, M_11
         if p_i is not None:
             out.append(m_p[0, 0])
+    return jnp.stack(out).astype(dtype)
+
+
+def _one_pass_ok(kinds):
+    """Closed-form components only, at most one of them an Exponential (see below)."""
+    return all(k in ("gaussian", "exponential") for k in kinds) and kinds.count("exponential") <= 1
+
+
+def _closed_form_transpose(kinds, c, ms, sep, qr, qi, kx, ky, off, evaluate, dtype):
+    """:func:`tangent_transpose` for closed-form components in ONE pass over the k-grid.
+
+    Every base is a polynomial in k times one grid u = Q G s^5 (G: the product of the
+    Gaussians not in the phases; s = (1 + q_e)^(-1/2) of the Exponential e, s = 1 without
+    one), since F_e = s^3 = s^5 (1 + q_e) and dF_e/dq = -3/2 s^5 (Exponential transform,
+    e.g. GalSim's ``Exponential._kValue``), and a Gaussian's dF/dq = -F/2:
+
+        W_c = Re u (1 + q_e),  W_o = c Im u (1 + q_e),  W_qe = -3/2 c Re u,
+        W_qg = -c/2 W_c  (every Gaussian, in the phases or not),
+
+    with q_e = k^T M_e k a quadratic in kx, ky. So their moments up to order 2 (what the
+    tangent needs) are moments of u up to order 4: one complex grid, one GEMM against
+    [1, ky, .., ky^4], instead of a pass (grid write and GEMM) per pair of bases. Per point,
+    u (1 + q_e) = u + u q_e splits into terms of one sign up to the shear's cross term
+    (|e| <= 0.6: at most ~4x the size of the sum), so float32 loses little.
+    """
+    exps = [i for i, k in enumerate(kinds) if k == "exponential"]
+    gauss = bool(sep) or "gaussian" in kinds
+    order = (2 if gauss else 1) + (2 if exps else 0)  # highest moment of u needed
+    grid = _fresh(kx, ky, off, 1)
+    base = 1.0
+    for i, kind in enumerate(kinds):
+        if kind == "gaussian" and i not in sep:
+            base = base * evaluate(i, grid)[0]
+    if exps:
+        s = jax.lax.rsqrt(1.0 + _quad(ms[exps[0]], *grid))
+        base = base * (s * s) * (s * s) * s
+    shape = kx.shape[:2] + ky.shape
+    z = jnp.broadcast_to(jax.lax.complex(qr * base, qi * base), shape)
+    pw = lambda x: jnp.stack([x**j for j in range(order + 1)], axis=-1)  # noqa: E731
+    u = jnp.einsum("abq,abp->pq", z @ pw(ky).astype(z.dtype), pw(kx[..., 0]).astype(z.dtype))
+    ur, ui = jnp.real(u), jnp.imag(u)
+
+    def with_q(m_u, a, b):
+        """Moment (a, b) of m_u (1 + q_e) from the moments of m_u."""
+        if not exps:
+            return m_u[a, b]
+        m = ms[exps[0]]
+        return (
+            m_u[a, b]
+            + m[0, 0] * m_u[a + 2, b]
+            + (m[0, 1] + m[1, 0]) * m_u[a + 1, b + 1]
+            + m[1, 1] * m_u[a, b + 2]
+        )
+
+    out = [with_q(ur, 0, 0), c * with_q(ui, 1, 0), c * with_q(ui, 0, 1)]  # c, o_x, o_y
+    for kind in kinds:
+        if kind == "gaussian":
+            mq = lambda a, b: -0.5 * c * with_q(ur, a, b)  # noqa: E731
+        else:
+            mq = lambda a, b: -1.5 * c * ur[a, b]  # noqa: E731
+        m11 = mq(1, 1)
+        out += [mq(2, 0), m11, m11, mq(0, 2)]  # M_00, M_01, M_10, M_11
     return jnp.stack(out).astype(dtype)
 
 

@@ -175,9 +175,10 @@ def grad_cost(obj, nx, scale, b=32):
         t0 = time.perf_counter()
         jax.block_until_ready(f(sub))
         res[name] = dict(compile_s=time.perf_counter() - t0)
-    # Interleaved, median of 5 each: single calls of the two moved the ratio by up to ~1.5x
-    # between runs on this shared machine.
-    for _ in range(5):
+    # Interleaved, median of 15 each: single calls of the two moved the ratio by up to ~1.5x
+    # between runs on this shared machine, and medians of 5 by ~0.3 (paper case, 2-3 ms
+    # per call).
+    for _ in range(15):
         for name, f in fns.items():
             t0 = time.perf_counter()
             jax.block_until_ready(f(sub))
@@ -304,7 +305,8 @@ def markdown(r):
         f"{r.get('galsim_images_min', 48)} of them (a quarter at the tight level) and at "
         "least 1 s of drawing where the batch allows.",
         "",
-        "value_and_grad / forward cost (one plan, batch of 32): "
+        "value_and_grad / forward cost (one plan, batch of 32, medians of 15 interleaved "
+        "calls each): "
         + ", ".join(f"{name} {c['grad']['ratio']:.2f}" for name, c in r["cases"].items()),
         "",
         "Per-image time (ms) of one compiled plan vs batch size:",

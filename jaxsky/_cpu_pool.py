@@ -16,7 +16,11 @@ path out of open-source builds.
 The work-around gives the pool more threads than the number of LAPACK calls that can block at
 once: XLA's CPU client sizes the pool from the ``NPROC`` environment variable when it is set
 (``DefaultThreadPoolSize`` in XLA's PjRt utilities), read once when the CPU backend starts.
-With ``NPROC=8`` on 2 cores the reproducer ran 300 calls without a hang. Spare threads are not
+With ``NPROC=8`` on 2 cores the reproducer ran 300 calls without a hang. A pool of ONE thread
+is also safe, by construction: jaxlib only splits a batched LAPACK call over the pool when the
+pool has more than one thread (``lapack_kernels.cc``: the whole batch is one chunk when
+``num_threads <= 1``), so ``NPROC=1`` runs every call inline (the reproducer passes with
+``NPROC=1`` and hangs with ``NPROC=2``; ``tests/test_parallel_cpu_pool.py``). Spare threads are not
 free for rendering, though: on 2 cores (session 6, 1,024 stamps per call, medians of 9 calls)
 random-n Sersic x Moffat drew at 2,567 / 3,248 / 3,450 images/s with 8 / 4 / 2 pool threads and
 the paper's Exponential x Gaussian at 21.6k / 23.7k / 24.8k. A process that only renders can

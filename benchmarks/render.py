@@ -227,7 +227,7 @@ def main(argv=None):
         platform=dev.platform,
         cpu_cores=cores,
         # XLA's CPU pool size (import jaxsky sets NPROC=8 on < 8 cores: jaxsky._cpu_pool);
-        # it changes CPU rendering speed by up to ~25% on 2 cores.
+        # it changes CPU rendering speed by up to ~30% on 2 cores (README, "Thread pool").
         nproc=os.environ.get("NPROC"),
         machine=platform.machine(),
         quick=args.quick,

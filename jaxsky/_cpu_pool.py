@@ -24,9 +24,9 @@ pool has more than one thread (``lapack_kernels.cc``: the whole batch is one chu
 free for rendering, though: on 2 cores (session 6, 1,024 stamps per call, medians of 9 calls)
 random-n Sersic x Moffat drew at 2,567 / 3,248 / 3,450 images/s with 8 / 4 / 2 pool threads and
 the paper's Exponential x Gaussian at 21.6k / 23.7k / 24.8k. A process that only renders can
-set ``NPROC`` before JAX starts; this function then leaves it alone. Which value draws fastest
-depends on the work (README, "Thread pool": ``NPROC=1`` for the paper case, whose host planning
-then has the other core; ``NPROC=2`` for random-n Sersic x Moffat 64).
+set ``NPROC`` before JAX starts; this function then leaves it alone. Of the two safe values,
+``NPROC=1`` draws batches fastest on 2 cores (the host planner has the other core) and
+``NPROC=8`` runs large jitted programs (inference, training) faster: README, "Thread pool".
 """
 
 from __future__ import annotations

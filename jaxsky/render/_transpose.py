@@ -17,8 +17,10 @@ with dK/dtheta one of a few *base* grids W_j times a monomial kx^a ky^b (a + b <
 So :func:`tangent_transpose` needs one FFT (the adjoint of the inverse FFT) and, per pair
 of base grids (the real and imaginary parts of one complex grid), one fused pass over the
 k-grid and one matrix product against [1, ky, ky^2] (then the kx moments on the small
-result): 2 passes for Exponential x Gaussian, 3 for Sersic x Moffat, instead of JAX's ~2
-per scalar parameter (11-13) over written-out grids.
+result): 3 passes for Sersic x Moffat, instead of JAX's ~2 per scalar parameter (11-13) over
+written-out grids. Closed-form profiles (Gaussians and at most one Exponential, e.g. the
+paper's Exponential x Gaussian) need ONE pass: all their bases are polynomials in k times a
+single grid (:func:`_closed_form_transpose`).
 How XLA CPU (jaxlib 0.10) is steered, measured on the paper plan (n_fft 96, k_fold 4):
 the bases are not stacked (a concatenation is emitted as branchy scalar code, ~5x slower);
 closed-form radial grids are recomputed in every base's pass on a k grid XLA cannot merge

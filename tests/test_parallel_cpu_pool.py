@@ -60,9 +60,11 @@ _FOUR_SOLVES = textwrap.dedent(
 )
 
 
-def test_batched_lapack_calls_do_not_deadlock_with_the_workaround():
+def _four_solves(**env_extra):
+    """Run the reproducer in a fresh process (NPROC and XLA_FLAGS unset unless given):
+    (work-around applied, NPROC) as the strings it printed."""
     env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
-    env["JAX_PLATFORMS"] = "cpu"
+    env.update(JAX_PLATFORMS="cpu", **env_extra)
     proc = subprocess.run(
         [sys.executable, "-c", _FOUR_SOLVES], env=env, capture_output=True, text=True,
         timeout=240,
@@ -70,6 +72,11 @@ def test_batched_lapack_calls_do_not_deadlock_with_the_workaround():
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT")][-1]
     _, applied, nproc = line.split()
+    return applied, nproc
+
+
+def test_batched_lapack_calls_do_not_deadlock_with_the_workaround():
+    applied, nproc = _four_solves()
     needed = jaxlib_affected() and (os.cpu_count() or 1) < 8
     assert applied == str(needed)
     if needed:
@@ -80,15 +87,7 @@ def test_a_one_thread_pool_runs_batched_lapack_calls_inline():
     # jaxlib splits a batched LAPACK call over the pool only when the pool has more than one
     # thread (lapack_kernels.cc: a chunk of the whole batch when num_threads <= 1), so
     # NPROC=1 cannot deadlock either (the README's thread-pool table; NPROC=2 hangs here).
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", NPROC="1")
-    proc = subprocess.run(
-        [sys.executable, "-c", _FOUR_SOLVES], env=env, capture_output=True, text=True,
-        timeout=240,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT")][-1]
-    assert line.split()[1:] == ["False", "1"]  # the work-around left NPROC=1 alone
+    assert _four_solves(NPROC="1") == ("False", "1")  # the work-around left NPROC=1 alone
 
 
 def test_ensemble_members_in_sequence_match_formula_and_differentiate(x64):

@@ -40,17 +40,22 @@ def test_transpose_is_adjoint_of_tangent(x64, kinds, k_fold, pixel):
     # <Y, L p> = <L^T Y, p> for random p and image cotangents Y, with L the tangent map
     # (plain JAX code, independent of the transpose) and L^T the hand-written transpose.
     plan = jaxsky.DrawPlan(12, 11, 0.25, n_fft=24, k_fold=k_fold, pixel=pixel, alias_rings=0)
-    primals = _primals(kinds)
-    t = _transpose.flat_size(kinds, primals[2])
-    rng = np.random.default_rng(5)
+    _check_adjoint(plan, kinds, _primals(kinds), (), np.random.default_rng(5))
+
+
+def _check_adjoint(plan, kinds, primals, rounds, rng):
+    """<Y, L p> = <L^T Y, p> for 3 random p and image cotangents Y (11 x 12)."""
+    ps = primals[2]
     tangent = jax.jit(
         lambda p: _factored_grad.tangent_image(
-            plan, kinds, primals, _transpose.unpack(p, primals[2], primals)
+            plan, kinds, primals, _transpose.unpack(p, ps, primals)
         )
     )
-    transpose = jax.jit(lambda y: _transpose.tangent_transpose(plan, kinds, primals, y))
+    transpose = jax.jit(
+        lambda y: _transpose.tangent_transpose(plan, kinds, primals, y, rounds=rounds)
+    )
     for _ in range(3):
-        p = jnp.asarray(rng.normal(size=t))
+        p = jnp.asarray(rng.normal(size=_transpose.flat_size(kinds, ps)))
         y = jnp.asarray(rng.normal(size=(11, 12)))
         lp, lty = tangent(p), transpose(y)
         lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(lty, p))
@@ -67,22 +72,7 @@ def test_transpose_is_adjoint_with_round_gaussians_in_the_phases(x64, kinds):
     c, off, ps, ms = _primals(kinds)
     ms = tuple(0.07 * jnp.eye(2) if k == "gaussian" else m for k, m in zip(kinds, ms))
     rounds = tuple(k == "gaussian" for k in kinds)
-    primals = (c, off, ps, ms)
-    tangent = jax.jit(
-        lambda p: _factored_grad.tangent_image(
-            plan, kinds, primals, _transpose.unpack(p, ps, primals)
-        )
-    )
-    transpose = jax.jit(
-        lambda y: _transpose.tangent_transpose(plan, kinds, primals, y, rounds=rounds)
-    )
-    rng = np.random.default_rng(11)
-    for _ in range(3):
-        p = jnp.asarray(rng.normal(size=_transpose.flat_size(kinds, ps)))
-        y = jnp.asarray(rng.normal(size=(11, 12)))
-        lp, lty = tangent(p), transpose(y)
-        lhs, rhs = float(jnp.sum(y * lp)), float(jnp.dot(lty, p))
-        np.testing.assert_allclose(lhs, rhs, rtol=1e-11, atol=1e-13 * float(jnp.abs(lp).max()))
+    _check_adjoint(plan, kinds, (c, off, ps, ms), rounds, np.random.default_rng(11))
 
 
 @pytest.mark.parametrize(

@@ -174,15 +174,17 @@ def image_from_folded(plan, folded):
     return inverse_fft_crop(folded, plan.n_fft, plan.ny, plan.nx)
 
 
-def inverse_fft_crop(folded, n, ny, nx):
-    """``irfft2(folded.T, s=(n, n))[:ny, :nx]`` for ``folded`` (n/2+1, n), computed in two
-    1-D stages: the ky transform runs along the array's last axis (no transpose of the
-    grid-sized input), and the real kx transform only for the ny rows kept. Paper Exponential
-    x Gaussian 33 (n_fft 36-72): draw_batch 24.9 -> 22.6 ms per 1,024 (one XLA thread),
-    random-n Sersic x Moffat 64: 175 -> 159 ms (in-process A/B, session 10).
+def inverse_fft_crop(folded, n, ny, nx, ky_axis=1):
+    """The image ``[:ny, :nx]`` of ``folded``, the half-plane k array (n/2+1 kx bins by n ky
+    bins, or n by n/2+1 for ``ky_axis=0``), i.e. ``irfft2`` with kx as the real axis, computed
+    in two 1-D stages: the ky transform along ``ky_axis`` (no transpose of the grid-sized
+    input), then the real kx transform only for the ny rows kept. Paper Exponential x
+    Gaussian 33 (n_fft 36-72): draw_batch 24.9 -> 22.6 ms per 1,024 (one XLA thread), random-n
+    Sersic x Moffat 64: 175 -> 159 ms (in-process A/B, session 10).
     """
-    rows = jnp.fft.ifft(folded, n, axis=1)[:, :ny]  # (n/2+1, ny): kx by output row
-    return jnp.fft.irfft(rows.T, n, axis=1)[:, :nx]
+    rows = jnp.fft.ifft(folded, n, axis=ky_axis)
+    rows = rows[:, :ny].T if ky_axis == 1 else rows[:ny]  # (ny, n/2+1)
+    return jnp.fft.irfft(rows, n, axis=1)[:, :nx]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 6))

@@ -148,6 +148,12 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
     # phases (kf, n/2+1, 1), both complex and computed once (complex: see the docstring).
     f = _unfold_rows(plan, _folded_adjoint(plan, img_ct.astype(dtype), dtype))
     p = f * _materialise(jax.lax.complex(eyr, eyi))
+    one_pass = _one_pass_ok(kinds)
+    if one_pass:
+        # P written out first: as the one pass's only grid operand XLA would fuse the
+        # unfolding (a roll, i.e. a concatenation, emitted as branchy scalar code) into the
+        # pass (plan (64, 2), 32 galaxies: value_and_grad 3.32 -> 3.13 ms).
+        p = _materialise(p)
     e = _materialise(jax.lax.complex(exr, exi))
     pr, pi, er, ei = jnp.real(p), jnp.imag(p), jnp.real(e), jnp.imag(e)
     # Q = P x the kx phases on the grid (kf, n/2+1, m): the cotangent of K for Re(Q K').
@@ -158,13 +164,7 @@ def tangent_transpose(plan, kinds, primals, img_ct, tables=None, rounds=()):
             return (1.0, None, None)
         return radial_derivs(kinds[i], ps[i], _quad(ms[i], *grid))
 
-    if _one_pass_ok(kinds):
-        # P written out first: as the pass's only operand XLA would fuse the unfolding (a
-        # roll, i.e. a concatenation, emitted as branchy scalar code) into the grid pass
-        # (plan (64, 2), 32 galaxies: value_and_grad 3.32 -> 3.13 ms).
-        pm = _materialise(p)
-        pr, pi = jnp.real(pm), jnp.imag(pm)
-        qr, qi = pr * er - pi * ei, pr * ei + pi * er
+    if one_pass:
         return _closed_form_transpose(kinds, c, ms, sep, qr, qi, kx, ky, off, evaluate, dtype)
     # Table look-ups (gathers) are evaluated once for all the bases (recomputing them per
     # base costs more than XLA writing them out); closed forms once per base.
@@ -235,7 +235,7 @@ def _closed_form_transpose(kinds, c, ms, sep, qr, qi, kx, ky, off, evaluate, dty
     (|e| <= 0.6: at most ~4x the size of the sum), so float32 loses little.
     """
     exps = [i for i, k in enumerate(kinds) if k == "exponential"]
-    gauss = bool(sep) or "gaussian" in kinds
+    gauss = "gaussian" in kinds  # in the phases (sep) or not
     order = (2 if gauss else 1) + (2 if exps else 0)  # highest moment of u needed
     grid = _fresh(kx, ky, off, 1)
     base = 1.0

@@ -185,10 +185,7 @@ def _draw_core(obj, plan: DrawPlan):
     neg = jnp.conj(half[rows, 1:][:, ::-1])
     full = jnp.concatenate([jnp.zeros((m, 1), half.dtype), neg, half], axis=1)
     folded = _fold(_fold(full, n, 0), n, 1)
-    # irfft2(folded[:, :n/2+1])[:ny, :nx] in two 1-D stages (as _factored.inverse_fft_crop):
-    # the real kx transform only for the ny rows kept.
-    rows = jnp.fft.ifft(folded[:, : n // 2 + 1], n, axis=0)[: plan.ny]
-    img = jnp.fft.irfft(rows, n, axis=1)[:, : plan.nx]
+    img = _factored.inverse_fft_crop(folded[:, : n // 2 + 1], n, plan.ny, plan.nx, ky_axis=0)
     if plan.alias_rings:
         img = img - _alias_correction(obj, plan)
     return img.astype(dtype)

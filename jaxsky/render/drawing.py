@@ -406,9 +406,26 @@ def _merge_small(members, min_group):
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _draw_chunk(objs, flags, plan):
+def _chunk_images(objs, flags, plan):
     axes = jax.tree_util.tree_unflatten(
         jax.tree_util.tree_structure(objs), [0 if f else None for f in flags]
     )  # flags, not batch_axes(objs): inside jit the padded leaves are tracers
     return jax.vmap(lambda o: _draw_core(o, plan), in_axes=(axes,))(objs)
+
+
+# XLA CPU spreads each FFT (and Eigen matrix product) over its whole thread pool unless
+# xla_cpu_multi_thread_eigen is off. A chunk's FFTs are short (paper plans: 800 of length
+# 36-72), and the hand-offs cost more than they gain: a batched ifft of (32, 25, 48) took
+# 119 us with NPROC=8 on 2 cores and 69 us with the option off (64 us with NPROC=1); paper
+# draw_batch 27.6 -> 25.5 and 27.8 -> 26.0 ms per 1,024, random-n Sersic x Moffat 64 165 ->
+# 164 ms (in-process A/B, session 11). Given on CPU only (other backends have no such pool).
+_draw_chunk_cpu = jax.jit(
+    _chunk_images, static_argnums=(1, 2), compiler_options={"xla_cpu_multi_thread_eigen": False}
+)
+_draw_chunk_other = jax.jit(_chunk_images, static_argnums=(1, 2))
+
+
+def _draw_chunk(objs, flags, plan):
+    """One chunk's images (jit-compiled once per plan and chunk size)."""
+    cpu = jax.default_backend() == "cpu"
+    return (_draw_chunk_cpu if cpu else _draw_chunk_other)(objs, flags, plan)

@@ -172,15 +172,11 @@ def accuracy(obj, nx, scale, gsparams, galsim_gsparams=None, n=6):
 
 # Two accuracy levels, each compared with GalSim at a similar level:
 #   "galsim-default": GalSim's default GSParams (folding 5e-3, maxk 1e-3) against
-#                     jaxsky.GSParams(alias 1e-3, maxk 1e-4);
+#                     jaxsky.bench.render.GALSIM_DEFAULT_LEVEL (alias 1e-3, maxk 1e-5; until
+#                     session 11 maxk 1e-3, which dropped more than GalSim's 1e-3 does; the
+#                     remaining differences are in its comment);
 #   "tight":          GalSim at folding 1e-4 / maxk 1e-5 / kvalue 1e-7 (the tests'
 #                     reference) against jaxsky's defaults (<= 1e-4 of peak).
-# jaxsky's maxk_threshold bounds |F| / flux of the whole convolution (the product of its
-# factors), GalSim's that of each factor (it takes the smallest maxk), so at the same 1e-3
-# jaxsky drops more: on 40 paper galaxies against tight GalSim, jaxsky at maxk 1e-3 had
-# max / p90 / median err/peak 4.0e-3 / 3.1e-3 / 3.7e-4, GalSim's defaults 2.7e-3 / 8.3e-4 /
-# 2.7e-5. At maxk 1e-4 jaxsky has 4.8e-4 / 1.8e-4 / 8.9e-7, at least as accurate as GalSim
-# on each (session 11; this level compared jaxsky at 1e-3 until then, which flattered it).
 # The table gives both codes' errors on the same galaxies.
 LEVELS = {
     "galsim-default": (None, GALSIM_DEFAULT_LEVEL),

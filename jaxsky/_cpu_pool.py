@@ -27,16 +27,28 @@ the paper's Exponential x Gaussian at 21.6k / 23.7k / 24.8k. A process that only
 set ``NPROC`` before JAX starts; this function then leaves it alone. Of the two safe values,
 ``NPROC=1`` draws batches fastest on 2 cores (the host planner has the other core) and
 ``NPROC=8`` runs large jitted programs (inference, training) faster: README, "Thread pool".
+Since session 11 ``draw_batch`` gets both on machines with fewer than 8 cores: it renders on a
+second XLA CPU client with one thread fewer than the cores (:func:`register_render_client`),
+while everything else keeps the default client's pool.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import re
 import sys
 
-__all__ = ["AFFECTED_JAXLIB", "jaxlib_affected", "jax_backends_started", "cpu_pool_workaround"]
+__all__ = [
+    "AFFECTED_JAXLIB",
+    "RENDER_BACKEND",
+    "jaxlib_affected",
+    "jax_backends_started",
+    "cpu_pool_workaround",
+    "register_render_client",
+    "render_device",
+]
 
 #: jaxlib versions whose CPU LAPACK kernels block pool threads (see the module docstring).
 AFFECTED_JAXLIB = "0.10.*, 0.11.0"
@@ -99,3 +111,76 @@ def cpu_pool_workaround(min_threads: int = 8, *, environ=None) -> bool:
     if environ is None:
         APPLIED = True
     return True
+
+
+#: Name of the second XLA CPU client that ``draw_batch`` renders on (:func:`render_device`).
+RENDER_BACKEND = "jaxsky_render_cpu"
+
+#: Set ``JAXSKY_RENDER_CLIENT=0`` to render on JAX's default CPU client instead.
+_RENDER_ENV = "JAXSKY_RENDER_CLIENT"
+
+
+def render_pool_size(cores: int | None = None) -> int:
+    """Threads of the render client: one fewer than the cores (the host planner has one)."""
+    return max(1, int(cores or os.cpu_count() or 1) - 1)
+
+
+def register_render_client(min_cores: int = 8) -> bool:
+    """Register a second XLA CPU client for ``draw_batch``, with :func:`render_pool_size`
+    threads, before JAX's backends start. Returns True when registered.
+
+    On machines with fewer than ``min_cores`` cores the default pool has 8 threads (the
+    LAPACK work-around above), and a batch of small draw programs pays for them: XLA splits
+    each loop over the 8 threads and the planner (numpy, on the host) competes with them for
+    the cores. With this client (one thread on 2 cores), 1,024 stamps per ``draw_batch`` call
+    on 2 cores (session 11): paper Exponential x Gaussian 33 at the render benchmark's
+    ``galsim-default`` level 28.2 -> 24.1, 27.6 -> 25.3 and 40.8 -> 34.9 ms (pairs of fresh
+    processes; ``NPROC=1`` for the whole process: 26.0 ms); in-process A/B, medians of 15:
+    paper 37.8 -> 30.9 ms, paper at tight accuracy 48.3 -> 42.0, random-n Sersic x Moffat 64
+    190 -> 176, n = 4 181 -> 176 (images identical). Render programs make no
+    LAPACK calls, so this client's small pool cannot hit the deadlock above; the emulators and
+    fits keep the default client. Skipped where ``NPROC`` was set by the user (their choice of
+    pool), where ``JAXSKY_RENDER_CLIENT=0``, or once JAX's backends have started (then
+    ``draw_batch`` uses the default client).
+    """
+    if os.environ.get(_RENDER_ENV, "1") == "0" or (os.cpu_count() or 1) >= int(min_cores):
+        return False
+    if ("NPROC" in os.environ and not APPLIED) or jax_backends_started() is not False:
+        return False
+    try:
+        from jax.extend.backend import register_backend_factory
+
+        register_backend_factory(RENDER_BACKEND, _make_render_client, priority=-1000)
+    except Exception:  # API moved, or registered already
+        return False
+    return True
+
+
+def _make_render_client():
+    """An XLA CPU client whose pool has :func:`render_pool_size` threads (XLA reads the size
+    from ``NPROC`` when a client is created; the variable is restored at once)."""
+    from jaxlib import xla_client
+
+    old = os.environ.get("NPROC")
+    os.environ["NPROC"] = str(render_pool_size())
+    try:
+        return xla_client.make_cpu_client()
+    finally:
+        if old is None:
+            os.environ.pop("NPROC", None)
+        else:
+            os.environ["NPROC"] = old
+
+
+@functools.lru_cache(maxsize=1)
+def render_device():
+    """The render client's device where it exists and JAX's default backend is the CPU;
+    else None (draw on the default device)."""
+    import jax
+
+    try:
+        if jax.default_backend() != "cpu":
+            return None
+        return jax.devices(RENDER_BACKEND)[0]
+    except Exception:  # not registered, or registered after the backends started
+        return None

@@ -19,6 +19,7 @@ concrete parameter values (or a batch / the extremes of the parameter ranges) by
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -28,11 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsky._cpu_pool import register_render_client, render_device
 from jaxsky.render import _factored
 from jaxsky.render._alias import alias_correction as _alias_correction
 from jaxsky.render._base import GSObject
 from jaxsky.render._checks import check_int, check_static_positive, is_concrete
 from jaxsky.render._planning import GSParams, plan_sizes, plan_sizes_rings
+
+# draw_batch renders on a CPU client of its own on small machines (see register_render_client).
+register_render_client()
 
 __all__ = [
     "DrawPlan",
@@ -281,6 +286,9 @@ def draw_batch(
     # Batched leaves go to the host once; every chunk is dispatched before any result is
     # read back, so host-side planning and slicing overlap the asynchronous device work.
     leaves = [np.asarray(x) if f else x for x, f in zip(leaves, flags)]
+    device = render_device()
+    if device is not None:  # shared leaves moved once; numpy chunks follow (default_device)
+        leaves = [x if f else jax.device_put(x, device) for x, f in zip(leaves, flags)]
     if plan is not None:
         groups = [(plan, np.arange(nbatch))]
     else:
@@ -289,16 +297,19 @@ def draw_batch(
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
     pending = []
-    for gplan, idx in groups:
-        # Small groups use a smaller power-of-two chunk (less padding, a few more programs),
-        # and so do large grids (see _grid_chunk).
-        chunk = min(chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))), _grid_chunk(gplan))
-        for start in range(0, len(idx), chunk):
-            sel = idx[start : start + chunk]
-            pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
-            sub = [x[pad] if f else x for x, f in zip(leaves, flags)]
-            imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
-            pending.append((sel, imgs))
+    with jax.default_device(device) if device is not None else contextlib.nullcontext():
+        for gplan, idx in groups:
+            # Small groups use a smaller power-of-two chunk (less padding, a few more
+            # programs), and so do large grids (see _grid_chunk).
+            chunk = min(
+                chunk_size, 1 << max(0, int(np.ceil(np.log2(len(idx))))), _grid_chunk(gplan)
+            )
+            for start in range(0, len(idx), chunk):
+                sel = idx[start : start + chunk]
+                pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
+                sub = [x[pad] if f else x for x, f in zip(leaves, flags)]
+                imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
+                pending.append((sel, imgs))
     for sel, imgs in pending:
         out[sel] = np.asarray(imgs)[: len(sel)]
     return jnp.asarray(out)

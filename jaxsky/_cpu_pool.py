@@ -175,7 +175,8 @@ def _make_render_client():
 @functools.lru_cache(maxsize=1)
 def render_device():
     """The render client's device where it exists and JAX's default backend is the CPU;
-    else None (draw on the default device)."""
+    else None (draw on the default device). It does not exist when registration was skipped,
+    or when ``JAX_PLATFORMS`` names the backends to start (it is not among them)."""
     import jax
 
     try:

@@ -27,6 +27,7 @@ import numpy as np
 
 import jaxsky
 from jaxsky._io import atomic_write_bytes
+from jaxsky.bench._util import timed_pair
 from jaxsky.bench.render import GALSIM_DEFAULT_LEVEL
 from jaxsky.interop import TIGHT_GSPARAMS, to_galsim
 from jaxsky.render.drawing import _stream_groups, batch_flags
@@ -156,8 +157,9 @@ def time_jaxsky(obj, nx, scale, gsparams=None, repeats=5):
 
 def accuracy(obj, nx, scale, gsparams, galsim_gsparams=None, n=6):
     """Errors against GalSim(tight) over the first n galaxies, for jaxsky at ``gsparams`` and
-    GalSim at ``galsim_gsparams`` (None where that is the tight reference itself):
+    GalSim at ``galsim_gsparams`` ((None, None) where that is the tight reference itself):
     {code: (max |image - ref| / peak, max |flux - ref flux| / ref flux)}."""
+    reference = galsim_gsparams is TIGHT_GSPARAMS
     worst = {"jaxsky": np.zeros(2), "galsim": np.zeros(2)}
 
     def err(img, ref):
@@ -168,11 +170,13 @@ def accuracy(obj, nx, scale, gsparams, galsim_gsparams=None, n=6):
         ref = to_galsim(one, TIGHT_GSPARAMS).drawImage(nx=nx, ny=nx, scale=scale).array
         img = np.asarray(jaxsky.draw(one, nx=nx, ny=nx, scale=scale, gsparams=gsparams))
         worst["jaxsky"] = np.maximum(worst["jaxsky"], err(img, ref))
-        if galsim_gsparams is not TIGHT_GSPARAMS:
+        if not reference:
             gs = to_galsim(one, galsim_gsparams).drawImage(nx=nx, ny=nx, scale=scale).array
             worst["galsim"] = np.maximum(worst["galsim"], err(gs, ref))
-    out = {k: tuple(float(x) for x in v) for k, v in worst.items()}
-    return out if galsim_gsparams is not TIGHT_GSPARAMS else {**out, "galsim": (None, None)}
+    return {
+        k: (None, None) if k == "galsim" and reference else tuple(float(x) for x in v)
+        for k, v in worst.items()
+    }
 
 
 # Two accuracy levels, each compared with GalSim at a similar level:
@@ -205,21 +209,13 @@ def grad_cost(obj, nx, scale, b=32):
         return jnp.sum((img - 1.01 * data) ** 2)
 
     fns = {"forward": jax.jit(loss), "value_and_grad": jax.jit(jax.value_and_grad(loss))}
-    res, times = {}, {name: [] for name in fns}
-    for name, f in fns.items():
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(sub))
-        res[name] = dict(compile_s=time.perf_counter() - t0)
     # Interleaved, median of 15 each: single calls of the two moved the ratio by up to ~1.5x
     # between runs on this shared machine, and medians of 5 by ~0.3 (paper case, 2-3 ms
     # per call).
-    for _ in range(15):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(sub))
-            times[name].append(time.perf_counter() - t0)
-    for name in fns:
-        res[name]["per_image_s"] = float(np.median(times[name])) / b
+    res = {
+        name: dict(compile_s=first, per_image_s=median / b)
+        for name, (first, median) in timed_pair(fns, sub, repeats=15).items()
+    }
     res["ratio"] = res["value_and_grad"]["per_image_s"] / res["forward"]["per_image_s"]
     res["plan"] = plan._asdict()
     return res

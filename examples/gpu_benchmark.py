@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 import jaxsky
+from jaxsky.bench.render import GALSIM_DEFAULT_LEVEL
 from jaxsky.parallel import sharded_draw, sharded_predict, stream_to_hdf5
 
 PROFILES = ("sersic_moffat", "exp_gauss")
@@ -79,8 +80,7 @@ def main(argv=None) -> int:
     if min(sizes) < 1 or args.stamp < 8:
         raise SystemExit("error: --batch sizes must be >= 1 and --stamp >= 8")
     rng = np.random.default_rng(args.seed)
-    # At least as accurate as GalSim's default GSParams (jaxsky.bench.render.GALSIM_DEFAULT_LEVEL).
-    gsp = jaxsky.GSParams(alias_threshold=1e-3, alias_flux_threshold=1e-3, maxk_threshold=1e-5)
+    gsp = GALSIM_DEFAULT_LEVEL  # the accuracy level compared with GalSim's defaults
     objs = galaxies(rng, max(sizes), args.profile)
     plan = jaxsky.make_plan(objs, args.stamp, args.stamp, args.scale, gsparams=gsp)
     print(f"{dev.device_kind} x {ndev} ({dev.platform}); {plan}", flush=True)
@@ -129,7 +129,7 @@ def stream(args, rng, chunk):
     psf = jaxsky.Moffat(3.5, fwhm=0.7)
     # One plan that covers the whole range: the largest galaxies at both ends of n.
     ends = jaxsky.Sersic(np.array([0.5, 6.0]), half_light_radius=np.array([1.5, 1.5]))
-    gsp = jaxsky.GSParams(alias_threshold=1e-3, alias_flux_threshold=1e-3, maxk_threshold=1e-5)
+    gsp = GALSIM_DEFAULT_LEVEL
     plan = jaxsky.make_plan(
         jaxsky.Convolve(ends, psf), args.stamp, args.stamp, args.scale, gsparams=gsp
     )

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _fresh import run_fresh
 from jax.test_util import check_grads
 
 from jaxsky.parallel import pad_batch, process_slice, sharded_map
@@ -149,16 +150,7 @@ FOUR_DEVICE_CHECK = textwrap.dedent(
 def four():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run(
-        [sys.executable, "-c", FOUR_DEVICE_CHECK],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT") :])
+    return json.loads(run_fresh(FOUR_DEVICE_CHECK, env=env))
 
 
 def test_four_devices_visible(four):

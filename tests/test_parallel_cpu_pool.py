@@ -8,11 +8,10 @@ in a subprocess, with the work-around that `import jaxsky` applies, under a time
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from _fresh import run_fresh
 
 from jaxsky.parallel import cpu_pool_workaround, jaxlib_affected
 
@@ -65,14 +64,7 @@ def _four_solves(**env_extra):
     (work-around applied, NPROC) as the strings it printed."""
     env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "XLA_FLAGS")}
     env.update(JAX_PLATFORMS="cpu", **env_extra)
-    proc = subprocess.run(
-        [sys.executable, "-c", _FOUR_SOLVES], env=env, capture_output=True, text=True,
-        timeout=240,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT")][-1]
-    _, applied, nproc = line.split()
-    return applied, nproc
+    return tuple(run_fresh(_FOUR_SOLVES, env=env, timeout=240).split())
 
 
 def test_batched_lapack_calls_do_not_deadlock_with_the_workaround():

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+from _fresh import run_fresh
 
 from jaxsky._cpu_pool import render_pool_size
 
@@ -38,16 +37,8 @@ def _run(tmp_path, name, **env_extra):
     env = {k: v for k, v in os.environ.items() if k not in ("NPROC", "JAXSKY_RENDER_CLIENT")}
     env.update(env_extra)
     out = tmp_path / f"{name}.npy"
-    proc = subprocess.run(
-        [sys.executable, "-c", _DRAW, str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")][-1]
-    return np.load(out), json.loads(line.split(" ", 1)[1])
+    platform = json.loads(run_fresh(_DRAW, out, env=env))
+    return np.load(out), platform
 
 
 def test_render_pool_size_leaves_the_planner_a_core():

@@ -297,6 +297,9 @@ def draw_batch(
     dtype = jnp.result_type(float)
     out = np.empty((nbatch, ny, nx), dtype=dtype)
     pending = []
+    # XLA CPU programs get their own compile options (see _draw_chunk_cpu).
+    on_cpu = device is not None or jax.default_backend() == "cpu"
+    draw_chunk = _draw_chunk_cpu if on_cpu else _draw_chunk_other
     with jax.default_device(device) if device is not None else contextlib.nullcontext():
         for gplan, idx in groups:
             # Small groups use a smaller power-of-two chunk (less padding, a few more
@@ -308,7 +311,7 @@ def draw_batch(
                 sel = idx[start : start + chunk]
                 pad = np.concatenate([sel, np.full(chunk - len(sel), sel[-1])])
                 sub = [x[pad] if f else x for x, f in zip(leaves, flags)]
-                imgs = _draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
+                imgs = draw_chunk(jax.tree_util.tree_unflatten(tree, sub), flags, gplan)
                 pending.append((sel, imgs))
     for sel, imgs in pending:
         out[sel] = np.asarray(imgs)[: len(sel)]
@@ -434,9 +437,3 @@ _draw_chunk_cpu = jax.jit(
     _chunk_images, static_argnums=(1, 2), compiler_options={"xla_cpu_multi_thread_eigen": False}
 )
 _draw_chunk_other = jax.jit(_chunk_images, static_argnums=(1, 2))
-
-
-def _draw_chunk(objs, flags, plan):
-    """One chunk's images (jit-compiled once per plan and chunk size)."""
-    cpu = jax.default_backend() == "cpu"
-    return (_draw_chunk_cpu if cpu else _draw_chunk_other)(objs, flags, plan)
